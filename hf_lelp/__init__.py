@@ -1,0 +1,35 @@
+"""hf-lelp: LELP few-class distillation (Loo et al., arXiv 2409.20449) on top of Hugging Face transformers."""
+
+__version__ = "0.1.0"
+
+from .cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache  # noqa: E402
+from .config import LELPConfig  # noqa: E402
+from .data import TextClassificationData, load_text_classification, tokenize_split  # noqa: E402
+from .losses import ce_loss, kd_loss, lelp_loss, lelp_targets  # noqa: E402
+from .metrics import build_compute_metrics  # noqa: E402
+from .modeling import attach_subclass_head, load_student  # noqa: E402
+from .projections import FitOptions, SubclassProjections, fit_projections, load_or_fit_projections  # noqa: E402
+from .trainer import LELPTrainer  # noqa: E402
+
+__all__ = [
+    "CacheMismatchError",
+    "CorruptCacheError",
+    "FitOptions",
+    "LELPConfig",
+    "LELPTrainer",
+    "SubclassProjections",
+    "TeacherCache",
+    "TextClassificationData",
+    "attach_subclass_head",
+    "build_compute_metrics",
+    "build_teacher_cache",
+    "ce_loss",
+    "fit_projections",
+    "kd_loss",
+    "lelp_loss",
+    "lelp_targets",
+    "load_or_fit_projections",
+    "load_student",
+    "load_text_classification",
+    "tokenize_split",
+]

@@ -1,0 +1,356 @@
+"""The teacher pass: one run of the teacher over the transfer set, stored per example id, read memory-mapped.
+
+Layout of a finished cache folder (`meta.json` is written last and marks it complete):
+    example_ids.npy  int64 [N]       sorted, unique
+    hidden.npy       [N, D]          h = input of the teacher's output layer (float32/float16; bfloat16 as uint16)
+    logits.npy       float32 [N, C]  teacher logits = W h + b
+    labels.npy       int64 [N]       ground truth, -1 when unlabelled
+    head.safetensors weight [C, D], bias [C] of the output layer
+    meta.json        fingerprint, shapes, sha256 of every file
+While the pass runs, each process writes fixed shards of rows into `shards/` (atomically, each with a checksum),
+so a rerun after an interruption skips finished shards; the main process then merges them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import EXAMPLE_ID, LABEL, TEXT, dataset_fingerprint
+from .heads import capture_layer_input, find_output_layer
+from .io_utils import read_json, sha256_file, sha256_tensors, write_atomic, write_json_atomic
+
+CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Fields that must agree between a cache and the run that wants to use it.
+FINGERPRINT_KEYS = ("teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
+ARRAYS = ("example_ids", "hidden", "logits", "labels")
+
+
+class CacheMismatchError(ValueError):
+    """A cache (or projections file) built for other inputs than the current run."""
+
+
+class CorruptCacheError(ValueError):
+    """A cache file whose checksum or shape does not match its metadata."""
+
+
+def make_fingerprint(
+    teacher_name: str,
+    head: torch.nn.Linear,
+    dataset_name: str,
+    split: datasets.Dataset,
+    max_length: int,
+    label_names: list[str],
+    dtype: str,
+) -> dict:
+    import transformers
+
+    return {
+        "teacher": teacher_name,
+        "teacher_head_sha256": sha256_tensors(head.weight, head.bias if head.bias is not None else torch.zeros(1)),
+        "dataset": dataset_name,
+        "dataset_sha256": dataset_fingerprint(split),
+        "num_examples": len(split),
+        "max_length": int(max_length),
+        "label_names": list(label_names),
+        "dtype": dtype,
+        "hf_lelp_version": __version__,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def check_fingerprint(found: dict, expected: dict, what: str, path: str) -> None:
+    """Raise CacheMismatchError naming every differing field with both values."""
+    diffs = [f"{key}: {what} has {found.get(key)!r}, this run has {expected.get(key)!r}"
+             for key in FINGERPRINT_KEYS if key in expected and found.get(key) != expected.get(key)]
+    if diffs:
+        raise CacheMismatchError(
+            f"The {what} at {path} was built for other inputs:\n  " + "\n  ".join(diffs)
+            + f"\nUse another --cache_dir, or delete {path} to rebuild it."
+        )
+
+
+@dataclass
+class TeacherCache:
+    """A finished cache, memory-mapped: rows are read from disk only when a batch asks for them."""
+
+    path: str
+    meta: dict
+    example_ids: np.ndarray
+    hidden: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    @classmethod
+    def open(cls, path: str, verify: bool = True) -> TeacherCache:
+        meta_path = os.path.join(path, "meta.json")
+        if not os.path.isfile(meta_path):
+            hint = " (an interrupted teacher pass: rerun it to resume)" if os.path.isdir(
+                os.path.join(path, "shards")) else ""
+            raise FileNotFoundError(f"No finished teacher cache at {path}: meta.json is missing{hint}.")
+        meta = read_json(meta_path)
+        if verify:
+            for name, checksum in meta["sha256"].items():
+                file_path = os.path.join(path, name)
+                if not os.path.isfile(file_path) or sha256_file(file_path) != checksum:
+                    raise CorruptCacheError(
+                        f"Cache file {file_path} is missing or corrupt (sha256 mismatch). Delete {path} and rerun "
+                        "the teacher pass."
+                    )
+        arrays = {name: np.load(os.path.join(path, f"{name}.npy"), mmap_mode="r") for name in ARRAYS}
+        head = load_file(os.path.join(path, "head.safetensors"))
+        n, d, c = meta["num_examples"], meta["hidden_size"], meta["num_labels"]
+        if arrays["hidden"].shape != (n, d) or arrays["logits"].shape != (n, c) or len(arrays["example_ids"]) != n:
+            raise CorruptCacheError(f"Cache arrays at {path} do not have the shapes meta.json records.")
+        return cls(path, meta, arrays["example_ids"], arrays["hidden"], arrays["logits"], arrays["labels"],
+                   head["weight"], head["bias"])
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.meta["num_examples"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.meta["hidden_size"])
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.meta["num_labels"])
+
+    @property
+    def fingerprint(self) -> dict:
+        return self.meta["fingerprint"]
+
+    def rows(self, example_ids: np.ndarray) -> np.ndarray:
+        """Row positions of `example_ids`; a clear error for ids the cache does not hold."""
+        example_ids = np.asarray(example_ids, dtype=np.int64)
+        if self.meta.get("ids_are_positions"):
+            rows = example_ids
+            valid = (rows >= 0) & (rows < self.num_examples)
+        else:
+            rows = np.searchsorted(self.example_ids, example_ids)
+            rows = np.minimum(rows, self.num_examples - 1)
+            valid = self.example_ids[rows] == example_ids
+        if not np.all(valid):
+            raise KeyError(
+                f"Example ids {example_ids[~valid][:10].tolist()} are not in the teacher cache at {self.path}: the "
+                "training data differs from the transfer set the cache was built on."
+            )
+        return rows
+
+    def hidden_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """float32 tensor of cached embeddings for sorted-or-not `rows` (reads only those rows)."""
+        block = np.asarray(self.hidden[rows])
+        if self.meta["fingerprint"]["dtype"] == "bfloat16":
+            return torch.from_numpy(block.view(np.int16)).view(torch.bfloat16).float()
+        return torch.from_numpy(block).float()
+
+    def lookup(self, example_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden [B, D], teacher logits [B, C]) as float32 CPU tensors for a batch of example ids."""
+        rows = self.rows(np.asarray(example_ids))
+        return self.hidden_rows(rows), torch.from_numpy(np.asarray(self.logits[rows], dtype=np.float32))
+
+    def iter_chunks(self, chunk_size: int = 65536):
+        """Stream (hidden float32, logits, labels) over the whole cache without loading it at once."""
+        for start in range(0, self.num_examples, chunk_size):
+            rows = np.arange(start, min(start + chunk_size, self.num_examples))
+            yield (self.hidden_rows(rows), torch.from_numpy(np.asarray(self.logits[rows])),
+                   torch.from_numpy(np.asarray(self.labels[rows])))
+
+
+def _shard_paths(shard_dir: str, index: int) -> tuple[str, str]:
+    return os.path.join(shard_dir, f"shard-{index:05d}.safetensors"), os.path.join(shard_dir, f"shard-{index:05d}.json")
+
+
+def _shard_is_valid(shard_dir: str, index: int, rows: int) -> bool:
+    data_path, info_path = _shard_paths(shard_dir, index)
+    if not (os.path.isfile(data_path) and os.path.isfile(info_path)):
+        return False
+    try:
+        info = read_json(info_path)
+    except ValueError:
+        return False
+    return info.get("rows") == rows and info.get("sha256") == sha256_file(data_path)
+
+
+def _encode(tokenizer, texts, max_length, device) -> dict[str, torch.Tensor]:
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return {k: v.to(device) for k, v in encoded.items()}
+
+
+def _to_storage(hidden: torch.Tensor, dtype: str) -> torch.Tensor:
+    return hidden.to(CACHE_DTYPES[dtype]).cpu().contiguous()
+
+
+@torch.no_grad()
+def _run_shard(teacher, head, tokenizer, rows: datasets.Dataset, max_length, batch_size, device, autocast,
+               dtype, progress) -> dict[str, torch.Tensor]:
+    hidden, logits = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        encoded = _encode(tokenizer, batch[TEXT], max_length, device)
+        with capture_layer_input(head) as captured, autocast():
+            out = teacher(**encoded).logits
+        h = captured["input"].float()
+        logits_batch = out.float()
+        bad = ~(torch.isfinite(h).all(dim=1) & torch.isfinite(logits_batch).all(dim=1))
+        if bad.any():
+            ids = [batch[EXAMPLE_ID][i] for i in torch.nonzero(bad).flatten().tolist()]
+            raise FloatingPointError(
+                f"The teacher produced NaN/Inf for example ids {ids[:20]}. Check those texts and the teacher "
+                "(try a float32 teacher pass: --teacher_dtype float32)."
+            )
+        hidden.append(_to_storage(h, dtype))
+        logits.append(logits_batch.cpu())
+        progress.update(len(batch[TEXT]))
+    return {
+        "example_id": torch.tensor(rows[EXAMPLE_ID], dtype=torch.int64),
+        "hidden": torch.cat(hidden),
+        "logits": torch.cat(logits),
+        "labels": torch.tensor(rows[LABEL], dtype=torch.int64),
+    }
+
+
+def _check_output_layer(teacher, head, tokenizer, split, max_length, device, autocast) -> None:
+    """Prove on a few examples that logits = W h + b, i.e. that the hooked layer really is the output layer."""
+    sample = split.select(range(min(4, len(split))))
+    encoded = _encode(tokenizer, sample[TEXT], max_length, device)
+    with torch.no_grad(), capture_layer_input(head) as captured, autocast():
+        logits = teacher(**encoded).logits.float()
+    recomputed = captured["input"].float() @ head.weight.float().T
+    if head.bias is not None:
+        recomputed = recomputed + head.bias.float()
+    tolerance = 1e-3 + 2e-2 * float(logits.abs().max())  # generous enough for bf16/fp16 autocast
+    if not torch.allclose(recomputed, logits, atol=tolerance):
+        raise ValueError(
+            "The teacher's logits are not W·h + b of the detected output layer (a head with a non-linearity after "
+            "its last linear layer?). Pass --teacher_head_module naming the final nn.Linear."
+        )
+
+
+def build_teacher_cache(
+    teacher,
+    tokenizer,
+    split: datasets.Dataset,
+    cache_dir: str,
+    *,
+    label_names: list[str],
+    max_length: int = 128,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    shard_size: int = 8192,
+    teacher_name: str | None = None,
+    dataset_name: str = "dataset",
+    head_module: str | None = None,
+    accelerator=None,
+) -> TeacherCache:
+    """Run the teacher once over `split` (data-parallel under `accelerate launch`) and return the opened cache.
+
+    An existing finished cache is reused when its fingerprint matches and refused (CacheMismatchError) otherwise;
+    finished shards of an interrupted pass are reused.
+    """
+    from accelerate import Accelerator
+
+    if dtype not in CACHE_DTYPES:
+        raise ValueError(f"Cache dtype '{dtype}' is not one of {sorted(CACHE_DTYPES)}.")
+    ids = np.asarray(split[EXAMPLE_ID], dtype=np.int64)
+    unique_ids, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        duplicated = unique_ids[counts > 1]
+        raise ValueError(f"Duplicate example ids in the transfer set: {duplicated[:10].tolist()}. Ids must be unique.")
+    accelerator = accelerator or Accelerator()
+    head_name, head = find_output_layer(teacher, len(label_names), head_module)
+    expected = make_fingerprint(teacher_name or getattr(teacher, "name_or_path", "teacher"), head, dataset_name,
+                                split, max_length, label_names, dtype)
+    if os.path.isfile(os.path.join(cache_dir, "meta.json")):
+        cache = TeacherCache.open(cache_dir)
+        check_fingerprint(cache.fingerprint, expected, "teacher cache", cache_dir)
+        return cache
+
+    shard_dir = os.path.join(cache_dir, "shards")
+    progress_path = os.path.join(shard_dir, "fingerprint.json")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if os.path.isfile(progress_path):
+            check_fingerprint(read_json(progress_path), expected, "interrupted teacher pass", shard_dir)
+        else:
+            write_json_atomic(progress_path, expected)
+    accelerator.wait_for_everyone()
+
+    teacher = teacher.to(accelerator.device).eval()
+    _check_output_layer(teacher, head, tokenizer, split, max_length, accelerator.device, accelerator.autocast)
+    num_shards = math.ceil(len(split) / shard_size)
+    mine = [k for k in range(num_shards) if k % accelerator.num_processes == accelerator.process_index]
+    todo = [k for k in mine if not _shard_is_valid(shard_dir, k, min(shard_size, len(split) - k * shard_size))]
+    progress = tqdm(total=sum(min(shard_size, len(split) - k * shard_size) for k in todo),
+                    desc=f"Teacher pass ({head_name})", disable=not accelerator.is_local_main_process)
+    for k in todo:
+        rows = split.select(range(k * shard_size, min((k + 1) * shard_size, len(split))))
+        tensors = _run_shard(teacher, head, tokenizer, rows, max_length, batch_size, accelerator.device,
+                             accelerator.autocast, dtype, progress)
+        data_path, info_path = _shard_paths(shard_dir, k)
+        write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
+        write_json_atomic(info_path, {"rows": len(rows), "sha256": sha256_file(data_path)})
+    progress.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _merge_shards(shard_dir, num_shards, cache_dir, expected, head, head_name, len(split), shard_size)
+    accelerator.wait_for_everyone()
+    return TeacherCache.open(cache_dir)
+
+
+def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name, n, shard_size) -> None:
+    """Stream the shards into memory-mappable arrays, sorted by example id, then write meta.json last."""
+    first = load_file(_shard_paths(shard_dir, 0)[0])
+    d, c = first["hidden"].shape[1], first["logits"].shape[1]
+    storage = np.int16 if fingerprint["dtype"] == "bfloat16" else first["hidden"].numpy().dtype
+    shapes = {"example_ids": ((n,), np.int64), "hidden": ((n, d), storage), "logits": ((n, c), np.float32),
+              "labels": ((n,), np.int64)}
+    tmp = {name: os.path.join(cache_dir, f".tmp-{name}.npy") for name in ARRAYS}
+    out = {name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=shape)
+           for name, (shape, dt) in shapes.items()}
+    for k in range(num_shards):
+        if not _shard_is_valid(shard_dir, k, min(shard_size, n - k * shard_size)):
+            raise CorruptCacheError(f"Shard {k} in {shard_dir} is corrupt; rerun the teacher pass to recompute it.")
+        shard = load_file(_shard_paths(shard_dir, k)[0])
+        lo, hi = k * shard_size, k * shard_size + len(shard["example_id"])
+        hidden = shard["hidden"].view(torch.int16) if fingerprint["dtype"] == "bfloat16" else shard["hidden"]
+        out["example_ids"][lo:hi] = shard["example_id"].numpy()
+        out["hidden"][lo:hi] = hidden.numpy()
+        out["logits"][lo:hi] = shard["logits"].numpy()
+        out["labels"][lo:hi] = shard["labels"].numpy()
+    order = np.argsort(out["example_ids"], kind="stable")
+    if np.any(order != np.arange(n)):  # rows are positions in the split; sort only when ids are not increasing
+        for name in ARRAYS:
+            out[name][:] = np.asarray(out[name])[order]
+    ids_are_positions = bool(np.array_equal(out["example_ids"], np.arange(n)))
+    for array in out.values():
+        array.flush()
+    del out
+    checksums = {}
+    for name in ARRAYS:
+        final = os.path.join(cache_dir, f"{name}.npy")
+        os.replace(tmp[name], final)
+        checksums[f"{name}.npy"] = sha256_file(final)
+    head_path = os.path.join(cache_dir, "head.safetensors")
+    bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
+    write_atomic(head_path, lambda p: save_file({"weight": head.weight.detach().float().cpu().contiguous(),
+                                                 "bias": bias.detach().float().cpu().contiguous()}, p))
+    checksums["head.safetensors"] = sha256_file(head_path)
+    write_json_atomic(os.path.join(cache_dir, "meta.json"), {
+        "format": "hf_lelp.teacher_cache/1", "fingerprint": fingerprint, "num_examples": n, "hidden_size": d,
+        "num_labels": c, "head_module": head_name, "ids_are_positions": ids_are_positions, "sha256": checksums,
+    })
+    shutil.rmtree(shard_dir)

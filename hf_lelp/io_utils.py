@@ -1,0 +1,64 @@
+"""Atomic writes and checksums: a file either is complete under its final name or does not exist there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_path(final_path: str):
+    """Yield a temporary path in the same folder; on success rename it over `final_path` (atomic on POSIX).
+
+    On any error the temporary file is removed and an existing `final_path` is left untouched.
+    """
+    folder = os.path.dirname(os.path.abspath(final_path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(final_path), dir=folder)
+    os.close(fd)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, final_path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def write_atomic(final_path: str, write: Callable[[str], None]) -> None:
+    with atomic_path(final_path) as tmp_path:
+        write(tmp_path)
+
+
+def write_json_atomic(final_path: str, payload: dict) -> None:
+    def dump(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+
+    write_atomic(final_path, dump)
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sha256_file(path: str, chunk_size: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tensors(*tensors) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,143 @@
+"""The whole job behind `recipes/distill.py`: data → cache → fit → train → evaluate → export → card → push."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import time
+
+import numpy as np
+from accelerate import Accelerator
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    pipeline,
+    set_seed,
+)
+
+from .assets import resolve_model
+from .cache import TeacherCache, build_teacher_cache
+from .card import write_model_card
+from .cli import DataArguments, ModelArguments
+from .config import LELPConfig
+from .data import TEXT, TextClassificationData, load_text_classification, tokenize_split
+from .io_utils import write_json_atomic
+from .metrics import build_compute_metrics
+from .modeling import attach_subclass_head, load_student
+from .projections import SubclassProjections, load_or_fit_projections
+from .trainer import LELPTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def load_data(data_args: DataArguments, seed: int) -> TextClassificationData:
+    data = load_text_classification(
+        data_args.dataset, text_column=data_args.text_column, label_column=data_args.label_column or None,
+        label_names=data_args.class_names, data_files=data_args.data_files(), max_examples=data_args.caps(),
+        seed=seed,
+    )
+    if "train" not in data.splits:
+        raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
+    return data
+
+
+def mixed_precision(args: LELPConfig) -> str:
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+
+
+def ensure_teacher_cache(data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments,
+                         args: LELPConfig) -> TeacherCache:
+    """Open the cache when it matches this run, else run the teacher once (data-parallel across processes)."""
+    if not model_args.teacher:
+        raise ValueError(f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id).")
+    cache_dir = model_args.cache_dir or os.path.join(args.output_dir, "teacher_cache")
+    teacher_path = resolve_model(model_args.teacher)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
+    if teacher.config.num_labels != data.num_labels:
+        raise ValueError(f"The teacher has {teacher.config.num_labels} outputs but the data has {data.num_labels} "
+                         f"classes {data.label_names}: use the teacher trained on this dataset.")
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    cache = build_teacher_cache(
+        teacher, tokenizer, data.splits["train"], cache_dir, label_names=data.label_names,
+        max_length=data_args.max_length, batch_size=model_args.teacher_batch_size, dtype=model_args.cache_dtype,
+        teacher_name=model_args.teacher, dataset_name=data_args.dataset, head_module=model_args.teacher_head_module,
+        accelerator=Accelerator(mixed_precision=mixed_precision(args)),
+    )
+    del teacher  # the teacher is never in memory while the student trains
+    gc.collect()
+    return cache
+
+
+def ensure_projections(cache: TeacherCache, model_args: ModelArguments, args: LELPConfig) -> SubclassProjections:
+    state = args.distributed_state
+    options = args.fit_options()
+    with state.main_process_first():  # the main process fits and saves; the others then load the same file
+        return load_or_fit_projections(cache, options, model_args.projections_path)
+
+
+def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.ndarray, batch_size: int) -> dict:
+    """Reload the exported folder with plain transformers and compare its predictions with the trainer's."""
+    classifier = pipeline("text-classification", model=output_dir, device=-1)
+    label2id = classifier.model.config.label2id
+    answers = classifier(texts, batch_size=batch_size, truncation=True)
+    exported = np.array([label2id[a["label"]] for a in answers])
+    return {"export_agreement": float((exported == trainer_predictions).mean()), "export_examples": len(texts)}
+
+
+def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
+    start = time.time()
+    set_seed(args.seed)
+    data = load_data(data_args, args.seed)
+    cache = projections = None
+    if args.method in ("lelp", "kd"):
+        cache = ensure_teacher_cache(data, data_args, model_args, args)
+    if args.method == "lelp":
+        projections = ensure_projections(cache, model_args, args)
+    set_seed(args.seed)
+    student_path = resolve_model(model_args.student)
+    student = load_student(student_path, data.label_names, model_args.student_num_layers)
+    if args.method == "lelp" and args.num_subclasses > 1:
+        attach_subclass_head(student, data.num_labels, args.num_subclasses, seed=args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(student_path)
+    train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
+    eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
+    eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
+    trainer = LELPTrainer(
+        model=student, args=args, teacher_cache=cache, projections=projections, train_dataset=train_set,
+        eval_dataset=eval_set, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
+    )
+    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    results = {"method": args.method, "train_seconds": train_result.metrics.get("train_runtime"),
+               "train_examples": len(train_set)}
+    if eval_set is not None:
+        prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
+        results.update(prediction.metrics)
+    trainer.save_model(args.output_dir)
+    if args.should_save:
+        if eval_set is not None:
+            texts = list(data.splits[eval_name][TEXT])
+            predictions = np.asarray(prediction.predictions).argmax(axis=-1)
+            results.update(export_agreement(args.output_dir, texts, predictions, args.per_device_eval_batch_size))
+        teacher_eval = _teacher_eval(model_args.teacher)
+        results["wall_seconds"] = time.time() - start
+        write_json_atomic(os.path.join(args.output_dir, "results.json"), results)
+        write_model_card(args.output_dir, trainer, data, data_args, model_args, results, teacher_eval)
+        logger.info("Results: %s", json.dumps(results, indent=2))
+    if args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"hf-lelp: {args.method} student", blocking=True)
+    trainer.accelerator.wait_for_everyone()
+    return results
+
+
+def _teacher_eval(teacher: str | None) -> dict:
+    """The teacher's own test metrics, written by recipes/train_teacher.py beside its weights."""
+    path = os.path.join(resolve_model(teacher), "teacher_results.json") if teacher else ""
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    return {}
+

@@ -1,0 +1,57 @@
+"""Tiny models, a tiny tokenizer and a synthetic few-class corpus, all built in-process (no network)."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Two sub-topics per class, so that the data has real sub-class structure for LELP to find.
+TOPICS = {
+    0: [["awful", "boring", "dull", "slow"], ["broken", "cheap", "noisy", "ugly"]],
+    1: [["great", "fun", "lovely", "witty"], ["solid", "sturdy", "quiet", "sleek"]],
+    2: [["okay", "average", "fine", "plain"], ["usual", "normal", "common", "middling"]],
+}
+FILLER = ["the", "a", "movie", "phone", "was", "is", "very", "quite", "and", "it"]
+VOCAB = SPECIAL + FILLER + sorted({w for topics in TOPICS.values() for t in topics for w in t})
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return make_tokenizer()
+
+
+def make_tokenizer() -> BertTokenizerFast:
+    return BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
+
+
+def make_texts(n: int, num_classes: int = 2, seed: int = 0) -> tuple[list[str], list[int], list[int]]:
+    """(texts, labels, fine labels = class * 2 + sub-topic)."""
+    rng = np.random.default_rng(seed)
+    texts, labels, fine = [], [], []
+    for i in range(n):
+        label, topic = i % num_classes, int(rng.integers(2))
+        words = list(rng.choice(TOPICS[label][topic], size=3)) + list(rng.choice(FILLER, size=3))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+        fine.append(label * 2 + topic)
+    return texts, labels, fine
+
+
+def make_split(n: int, num_classes: int = 2, seed: int = 0) -> datasets.Dataset:
+    texts, labels, _ = make_texts(n, num_classes, seed)
+    return datasets.Dataset.from_dict({"example_id": np.arange(n), "text": texts, "label": labels})
+
+
+def tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int = 0, dropout: float = 0.0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                        id2label={i: f"class_{i}" for i in range(num_labels)},
+                        label2id={f"class_{i}": i for i in range(num_labels)})
+    return BertForSequenceClassification(config).eval()
