@@ -71,11 +71,15 @@ def make_fingerprint(
 
 def check_fingerprint(found: dict, expected: dict, what: str, path: str) -> None:
     """Raise CacheMismatchError naming every differing field with both values."""
-    diffs = [f"{key}: {what} has {found.get(key)!r}, this run has {expected.get(key)!r}"
-             for key in FINGERPRINT_KEYS if key in expected and found.get(key) != expected.get(key)]
+    diffs = [
+        f"{key}: {what} has {found.get(key)!r}, this run has {expected.get(key)!r}"
+        for key in FINGERPRINT_KEYS
+        if key in expected and found.get(key) != expected.get(key)
+    ]
     if diffs:
         raise CacheMismatchError(
-            f"The {what} at {path} was built for other inputs:\n  " + "\n  ".join(diffs)
+            f"The {what} at {path} was built for other inputs:\n  "
+            + "\n  ".join(diffs)
             + f"\nUse another --cache_dir, or delete {path} to rebuild it."
         )
 
@@ -97,8 +101,11 @@ class TeacherCache:
     def open(cls, path: str, verify: bool = True) -> TeacherCache:
         meta_path = os.path.join(path, "meta.json")
         if not os.path.isfile(meta_path):
-            hint = " (an interrupted teacher pass: rerun it to resume)" if os.path.isdir(
-                os.path.join(path, "shards")) else ""
+            hint = (
+                " (an interrupted teacher pass: rerun it to resume)"
+                if os.path.isdir(os.path.join(path, "shards"))
+                else ""
+            )
             raise FileNotFoundError(f"No finished teacher cache at {path}: meta.json is missing{hint}.")
         meta = read_json(meta_path)
         if verify:
@@ -114,8 +121,16 @@ class TeacherCache:
         n, d, c = meta["num_examples"], meta["hidden_size"], meta["num_labels"]
         if arrays["hidden"].shape != (n, d) or arrays["logits"].shape != (n, c) or len(arrays["example_ids"]) != n:
             raise CorruptCacheError(f"Cache arrays at {path} do not have the shapes meta.json records.")
-        return cls(path, meta, arrays["example_ids"], arrays["hidden"], arrays["logits"], arrays["labels"],
-                   head["weight"], head["bias"])
+        return cls(
+            path,
+            meta,
+            arrays["example_ids"],
+            arrays["hidden"],
+            arrays["logits"],
+            arrays["labels"],
+            head["weight"],
+            head["bias"],
+        )
 
     @property
     def num_examples(self) -> int:
@@ -166,12 +181,16 @@ class TeacherCache:
         """Stream (hidden float32, logits, labels) over the whole cache without loading it at once."""
         for start in range(0, self.num_examples, chunk_size):
             rows = np.arange(start, min(start + chunk_size, self.num_examples))
-            yield (self.hidden_rows(rows), torch.from_numpy(np.asarray(self.logits[rows])),
-                   torch.from_numpy(np.asarray(self.labels[rows])))
+            yield (
+                self.hidden_rows(rows),
+                torch.from_numpy(np.asarray(self.logits[rows])),
+                torch.from_numpy(np.asarray(self.labels[rows])),
+            )
 
 
 def _shard_paths(shard_dir: str, index: int) -> tuple[str, str]:
-    return os.path.join(shard_dir, f"shard-{index:05d}.safetensors"), os.path.join(shard_dir, f"shard-{index:05d}.json")
+    stem = os.path.join(shard_dir, f"shard-{index:05d}")
+    return f"{stem}.safetensors", f"{stem}.json"
 
 
 def _shard_is_valid(shard_dir: str, index: int, rows: int) -> bool:
@@ -195,11 +214,12 @@ def _to_storage(hidden: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _run_shard(teacher, head, tokenizer, rows: datasets.Dataset, max_length, batch_size, device, autocast,
-               dtype, progress) -> dict[str, torch.Tensor]:
+def _run_shard(
+    teacher, head, tokenizer, rows: datasets.Dataset, max_length, batch_size, device, autocast, dtype, progress
+) -> dict[str, torch.Tensor]:
     hidden, logits = [], []
     for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
+        batch = rows[start : start + batch_size]
         encoded = _encode(tokenizer, batch[TEXT], max_length, device)
         with capture_layer_input(head) as captured, autocast():
             out = teacher(**encoded).logits
@@ -272,8 +292,15 @@ def build_teacher_cache(
         raise ValueError(f"Duplicate example ids in the transfer set: {duplicated[:10].tolist()}. Ids must be unique.")
     accelerator = accelerator or Accelerator()
     head_name, head = find_output_layer(teacher, len(label_names), head_module)
-    expected = make_fingerprint(teacher_name or getattr(teacher, "name_or_path", "teacher"), head, dataset_name,
-                                split, max_length, label_names, dtype)
+    expected = make_fingerprint(
+        teacher_name or getattr(teacher, "name_or_path", "teacher"),
+        head,
+        dataset_name,
+        split,
+        max_length,
+        label_names,
+        dtype,
+    )
     if os.path.isfile(os.path.join(cache_dir, "meta.json")):
         cache = TeacherCache.open(cache_dir)
         check_fingerprint(cache.fingerprint, expected, "teacher cache", cache_dir)
@@ -294,12 +321,25 @@ def build_teacher_cache(
     num_shards = math.ceil(len(split) / shard_size)
     mine = [k for k in range(num_shards) if k % accelerator.num_processes == accelerator.process_index]
     todo = [k for k in mine if not _shard_is_valid(shard_dir, k, min(shard_size, len(split) - k * shard_size))]
-    progress = tqdm(total=sum(min(shard_size, len(split) - k * shard_size) for k in todo),
-                    desc=f"Teacher pass ({head_name})", disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        total=sum(min(shard_size, len(split) - k * shard_size) for k in todo),
+        desc=f"Teacher pass ({head_name})",
+        disable=not accelerator.is_local_main_process,
+    )
     for k in todo:
         rows = split.select(range(k * shard_size, min((k + 1) * shard_size, len(split))))
-        tensors = _run_shard(teacher, head, tokenizer, rows, max_length, batch_size, accelerator.device,
-                             accelerator.autocast, dtype, progress)
+        tensors = _run_shard(
+            teacher,
+            head,
+            tokenizer,
+            rows,
+            max_length,
+            batch_size,
+            accelerator.device,
+            accelerator.autocast,
+            dtype,
+            progress,
+        )
         data_path, info_path = _shard_paths(shard_dir, k)
         write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
         write_json_atomic(info_path, {"rows": len(rows), "sha256": sha256_file(data_path)})
@@ -311,16 +351,57 @@ def build_teacher_cache(
     return TeacherCache.open(cache_dir)
 
 
+def write_cache(
+    cache_dir: str,
+    hidden: torch.Tensor,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    fingerprint: dict,
+    example_ids: torch.Tensor | None = None,
+    shard_size: int = 65536,
+) -> TeacherCache:
+    """Write arrays computed elsewhere (synthetic benchmarks, tests, external teachers) as a finished cache."""
+    n = len(hidden)
+    example_ids = torch.arange(n) if example_ids is None else example_ids
+    shard_dir = os.path.join(cache_dir, "shards")
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    num_shards = math.ceil(n / shard_size)
+    for k in range(num_shards):
+        rows = slice(k * shard_size, min((k + 1) * shard_size, n))
+        tensors = {
+            "example_id": example_ids[rows].long().contiguous(),
+            "hidden": _to_storage(hidden[rows], fingerprint["dtype"]),
+            "logits": logits[rows].float().contiguous(),
+            "labels": labels[rows].long().contiguous(),
+        }
+        data_path, info_path = _shard_paths(shard_dir, k)
+        write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
+        write_json_atomic(info_path, {"rows": rows.stop - rows.start, "sha256": sha256_file(data_path)})
+    _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, "classifier", n, shard_size)
+    return TeacherCache.open(cache_dir)
+
+
 def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name, n, shard_size) -> None:
     """Stream the shards into memory-mappable arrays, sorted by example id, then write meta.json last."""
     first = load_file(_shard_paths(shard_dir, 0)[0])
     d, c = first["hidden"].shape[1], first["logits"].shape[1]
     storage = np.int16 if fingerprint["dtype"] == "bfloat16" else first["hidden"].numpy().dtype
-    shapes = {"example_ids": ((n,), np.int64), "hidden": ((n, d), storage), "logits": ((n, c), np.float32),
-              "labels": ((n,), np.int64)}
+    shapes = {
+        "example_ids": ((n,), np.int64),
+        "hidden": ((n, d), storage),
+        "logits": ((n, c), np.float32),
+        "labels": ((n,), np.int64),
+    }
     tmp = {name: os.path.join(cache_dir, f".tmp-{name}.npy") for name in ARRAYS}
-    out = {name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=shape)
-           for name, (shape, dt) in shapes.items()}
+    out = {
+        name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=shape)
+        for name, (shape, dt) in shapes.items()
+    }
     for k in range(num_shards):
         if not _shard_is_valid(shard_dir, k, min(shard_size, n - k * shard_size)):
             raise CorruptCacheError(f"Shard {k} in {shard_dir} is corrupt; rerun the teacher pass to recompute it.")
@@ -346,11 +427,28 @@ def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name
         checksums[f"{name}.npy"] = sha256_file(final)
     head_path = os.path.join(cache_dir, "head.safetensors")
     bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
-    write_atomic(head_path, lambda p: save_file({"weight": head.weight.detach().float().cpu().contiguous(),
-                                                 "bias": bias.detach().float().cpu().contiguous()}, p))
+    write_atomic(
+        head_path,
+        lambda p: save_file(
+            {
+                "weight": head.weight.detach().float().cpu().contiguous(),
+                "bias": bias.detach().float().cpu().contiguous(),
+            },
+            p,
+        ),
+    )
     checksums["head.safetensors"] = sha256_file(head_path)
-    write_json_atomic(os.path.join(cache_dir, "meta.json"), {
-        "format": "hf_lelp.teacher_cache/1", "fingerprint": fingerprint, "num_examples": n, "hidden_size": d,
-        "num_labels": c, "head_module": head_name, "ids_are_positions": ids_are_positions, "sha256": checksums,
-    })
+    write_json_atomic(
+        os.path.join(cache_dir, "meta.json"),
+        {
+            "format": "hf_lelp.teacher_cache/1",
+            "fingerprint": fingerprint,
+            "num_examples": n,
+            "hidden_size": d,
+            "num_labels": c,
+            "head_module": head_name,
+            "ids_are_positions": ids_are_positions,
+            "sha256": checksums,
+        },
+    )
     shutil.rmtree(shard_dir)

@@ -36,9 +36,13 @@ def card_context(trainer, data, data_args, model_args, results: dict, teacher_ev
         "macro_f1": results.get(f"{eval_split}_macro_f1"),
         "export_agreement": results.get("export_agreement"),
         "meta": meta,
-        "training": {"learning_rate": args.learning_rate, "epochs": args.num_train_epochs,
-                     "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
-                     "seed": args.seed, "max_length": data_args.max_length},
+        "training": {
+            "learning_rate": args.learning_rate,
+            "epochs": args.num_train_epochs,
+            "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
+            "seed": args.seed,
+            "max_length": data_args.max_length,
+        },
         "fingerprint": meta.get("cache_fingerprint"),
         "citation": trainer._paper["citation"],
     }
@@ -49,14 +53,26 @@ def card_metadata(context: dict) -> ModelCardData:
     results = []
     for metric, value in (("accuracy", context["accuracy"]), ("f1", context["macro_f1"])):
         if value is not None:
-            results.append(EvalResult(task_type="text-classification", dataset_type=context["dataset"],
-                                      dataset_name=context["dataset"], dataset_split=context["eval_split"],
-                                      metric_type=metric, metric_value=round(float(value), 4),
-                                      metric_name=f"{metric} ({'macro' if metric == 'f1' else 'top-1'})"))
+            results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    dataset_type=context["dataset"],
+                    dataset_name=context["dataset"],
+                    dataset_split=context["eval_split"],
+                    metric_type=metric,
+                    metric_value=round(float(value), 4),
+                    metric_name=f"{metric} ({'macro' if metric == 'f1' else 'top-1'})",
+                )
+            )
     return ModelCardData(
-        license="apache-2.0", base_model=context["base_model"], datasets=[context["dataset"]],
-        metrics=["accuracy", "f1"], pipeline_tag="text-classification", library_name="transformers",
-        tags=["lelp", "distillation", "text-classification", "hf-lelp"], model_name=context["model_id"],
+        license="apache-2.0",
+        base_model=context["base_model"],
+        datasets=[context["dataset"]],
+        metrics=["accuracy", "f1"],
+        pipeline_tag="text-classification",
+        library_name="transformers",
+        tags=["lelp", "distillation", "text-classification", "hf-lelp"],
+        model_name=context["model_id"],
         eval_results=results or None,
     )
 

@@ -13,16 +13,21 @@ from transformers import HfArgumentParser
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="rotten_tomatoes", metadata={
-        "help": "Offline short name (rotten_tomatoes, tweets, reuters8, 20newsgroups), a local csv/json/jsonl/"
-                "parquet file, or a Hub dataset id (needs the Hub)."})
+    dataset: str = field(
+        default="rotten_tomatoes",
+        metadata={
+            "help": "Offline short name (rotten_tomatoes, tweets, reuters8, 20newsgroups), a local csv/json/jsonl/"
+            "parquet file, or a Hub dataset id (needs the Hub)."
+        },
+    )
     train_file: str | None = field(default=None, metadata={"help": "Local training (transfer) file."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file."})
     text_column: str = field(default="text", metadata={"help": "Name of the text column."})
     label_column: str = field(default="label", metadata={"help": "Name of the label column."})
-    class_names: list[str] | None = field(default=None, metadata={
-        "help": "Class names in label-id order; inferred (sorted) from the data when omitted."})
+    class_names: list[str] | None = field(
+        default=None, metadata={"help": "Class names in label-id order; inferred (sorted) from the data when omitted."}
+    )
     max_length: int = field(default=128, metadata={"help": "Token limit for teacher and student inputs."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Seeded random cap on the train split."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Seeded random cap on the eval split."})
@@ -42,23 +47,46 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    teacher: str | None = field(default=None, metadata={
-        "help": "Fine-tuned teacher classifier (folder or Hub id); train one with recipes/train_teacher.py."})
-    student: str = field(default="all-MiniLM-L6-v2", metadata={
-        "help": "Student checkpoint (offline short name, folder or Hub id)."})
-    student_num_layers: int | None = field(default=2, metadata={
-        "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM)."})
-    cache_dir: str | None = field(default=None, metadata={
-        "help": "Teacher cache folder; built when missing, reused when its fingerprint matches. "
-                "Default: <output_dir>/teacher_cache."})
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tuned teacher classifier (folder or Hub id); train one with recipes/train_teacher.py."
+        },
+    )
+    student: str = field(
+        default="all-MiniLM-L6-v2", metadata={"help": "Student checkpoint (offline short name, folder or Hub id)."}
+    )
+    student_num_layers: int | None = field(
+        default=2,
+        metadata={
+            "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM)."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher cache folder; built when missing, reused when its fingerprint matches. "
+            "Default: <output_dir>/teacher_cache."
+        },
+    )
     cache_dtype: str = field(default="float32", metadata={"help": "float32, float16 or bfloat16 for cached h."})
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher pass."})
-    teacher_head_module: str | None = field(default=None, metadata={
-        "help": "Name of the teacher's output nn.Linear when it cannot be found automatically."})
-    projections_path: str | None = field(default=None, metadata={
-        "help": "Where fitted projections live; default: inside the cache folder, named by the fit options."})
-    extra_metrics: list[str] = field(default_factory=list, metadata={
-        "help": "`evaluate` metric names added to accuracy/macro_f1 when they load (offline they usually don't)."})
+    teacher_head_module: str | None = field(
+        default=None,
+        metadata={"help": "Name of the teacher's output nn.Linear when it cannot be found automatically."},
+    )
+    projections_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where fitted projections live; default: inside the cache folder, named by the fit options."
+        },
+    )
+    extra_metrics: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "`evaluate` metric names added to accuracy/macro_f1 when they load (offline they usually don't)."
+        },
+    )
 
 
 def parse_with_config(dataclass_types, argv: list[str] | None = None):
@@ -71,7 +99,7 @@ def parse_with_config(dataclass_types, argv: list[str] | None = None):
     elif "--config" in argv:
         index = argv.index("--config")
         config_path = argv[index + 1]
-        del argv[index:index + 2]
+        del argv[index : index + 2]
     if config_path:
         with open(config_path, encoding="utf-8") as handle:
             values = json.load(handle) if config_path.endswith(".json") else yaml.safe_load(handle) or {}

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
-def lelp_targets(scores: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                 subclass_temperature: float) -> torch.Tensor:
+def lelp_targets(
+    scores: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, subclass_temperature: float
+) -> torch.Tensor:
     """Pseudo-subclass targets [B, C, S]: target_{c,s} = softmax(t/τ)_c · softmax_s(z_{c,·}/β)_s.
 
     Each class's S probabilities sum to the teacher's p_c, so every row sums to 1.
@@ -29,8 +30,9 @@ def soft_kl(student_log_probs: torch.Tensor, target_probs: torch.Tensor) -> torc
     return (torch.xlogy(target, target) - target * log_student).sum(dim=1).mean()
 
 
-def factorized_log_probs(class_logits: torch.Tensor, subclass_logits: torch.Tensor | None,
-                         temperature: float) -> torch.Tensor:
+def factorized_log_probs(
+    class_logits: torch.Tensor, subclass_logits: torch.Tensor | None, temperature: float
+) -> torch.Tensor:
     """Student log q_{c,s} = log softmax(u/τ)_c + log softmax_s(v_{c,·}/τ)_s, shape [B, C, S].
 
     With no subclass logits (S = 1) this is the class log-softmax with a trailing axis of size 1.
@@ -43,15 +45,24 @@ def factorized_log_probs(class_logits: torch.Tensor, subclass_logits: torch.Tens
     return log_class + log_within
 
 
-def lelp_loss(class_logits: torch.Tensor, subclass_logits: torch.Tensor | None, targets: torch.Tensor,
-              temperature: float, scale_by_temperature_squared: bool = True) -> torch.Tensor:
+def lelp_loss(
+    class_logits: torch.Tensor,
+    subclass_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    temperature: float,
+    scale_by_temperature_squared: bool = True,
+) -> torch.Tensor:
     """KL between the C·S pseudo-subclass targets and the student's C·S distribution (× τ², Hinton's scaling)."""
     loss = soft_kl(factorized_log_probs(class_logits, subclass_logits, temperature), targets)
     return loss * temperature**2 if scale_by_temperature_squared else loss
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-            scale_by_temperature_squared: bool = True) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    scale_by_temperature_squared: bool = True,
+) -> torch.Tensor:
     """Hinton KD: KL(softmax(t/τ) || softmax(s/τ)) × τ²."""
     targets = torch.softmax(teacher_logits.float() / temperature, dim=-1)
     loss = soft_kl(torch.log_softmax(student_logits.float() / temperature, dim=-1), targets)
@@ -60,5 +71,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 def ce_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Hard-label cross-entropy, batch mean; labels < 0 (unlabelled) are ignored."""
-    return F.cross_entropy(class_logits.float(), labels, ignore_index=-1) if bool((labels >= 0).any()) else (
-        class_logits.float().sum() * 0.0)
+    return (
+        F.cross_entropy(class_logits.float(), labels, ignore_index=-1)
+        if bool((labels >= 0).any())
+        else (class_logits.float().sum() * 0.0)
+    )

@@ -32,10 +32,11 @@ def build_compute_metrics(num_labels: int, extra_metrics: list[str] | None = Non
         try:
             import evaluate
 
-            loaded.append((name, evaluate.load(name)))
+            loaded.append(evaluate.load(name))
         except Exception as error:  # offline or not installed: say so once and carry on with the built-ins
-            logger.warning("evaluate metric '%s' unavailable (%s); using built-in accuracy/macro_f1 only.", name,
-                           error)
+            logger.warning(
+                "evaluate metric '%s' unavailable (%s); using built-in accuracy/macro_f1 only.", name, error
+            )
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -45,7 +46,7 @@ def build_compute_metrics(num_labels: int, extra_metrics: list[str] | None = Non
         keep = labels >= 0
         predictions, labels = predictions[keep], labels[keep]
         results = {"accuracy": accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels, num_labels)}
-        for name, metric in loaded:
+        for metric in loaded:
             results.update(metric.compute(predictions=predictions, references=labels))
         return results
 

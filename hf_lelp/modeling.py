@@ -24,8 +24,9 @@ SUBCLASS_HEAD = "lelp_subclass_head"
 SUBCLASS_HEAD_FILE = "lelp_subclass_head.safetensors"
 
 
-def load_student(name_or_path: str, label_names: list[str], num_layers: int | None = None,
-                 **config_overrides) -> PreTrainedModel:
+def load_student(
+    name_or_path: str, label_names: list[str], num_layers: int | None = None, **config_overrides
+) -> PreTrainedModel:
     """A C-class classifier from any checkpoint; `num_layers` keeps only its first k transformer layers."""
     config = AutoConfig.from_pretrained(
         name_or_path,
@@ -38,8 +39,9 @@ def load_student(name_or_path: str, label_names: list[str], num_layers: int | No
         if not hasattr(config, "num_hidden_layers"):
             raise ValueError(f"{type(config).__name__} has no num_hidden_layers: drop --student_num_layers.")
         if num_layers > config.num_hidden_layers:
-            raise ValueError(f"--student_num_layers {num_layers} exceeds the {config.num_hidden_layers} layers of "
-                             f"{name_or_path}.")
+            raise ValueError(
+                f"--student_num_layers {num_layers} exceeds the {config.num_hidden_layers} layers of {name_or_path}."
+            )
         config.num_hidden_layers = num_layers
     return AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config)
 

@@ -39,8 +39,10 @@ class FitOptions:
             raise ValueError(f"grouping must be one of {GROUPINGS}, got '{self.grouping}'.")
 
     def slug(self) -> str:
-        return (f"S{self.num_subclasses}-{self.grouping}-{'null' if self.null_space else 'full'}"
-                f"-{'rot' if self.rotate else 'norot'}-seed{self.seed}")
+        return (
+            f"S{self.num_subclasses}-{self.grouping}-{'null' if self.null_space else 'full'}"
+            f"-{'rot' if self.rotate else 'norot'}-seed{self.seed}"
+        )
 
 
 @dataclass
@@ -74,13 +76,23 @@ class SubclassProjections:
         return (raw - offset) / self.scales.to(hidden)
 
     def to(self, device) -> SubclassProjections:
-        return SubclassProjections(self.null_basis.to(device), self.components.to(device), self.means.to(device),
-                                   self.scales.to(device), self.options, self.info)
+        return SubclassProjections(
+            self.null_basis.to(device),
+            self.components.to(device),
+            self.means.to(device),
+            self.scales.to(device),
+            self.options,
+            self.info,
+        )
 
     def save(self, path: str) -> None:
         """Write the tensors (safetensors) and a readable JSON beside them, each atomically; JSON last."""
-        tensors = {"null_basis": self.null_basis, "components": self.components, "means": self.means,
-                   "scales": self.scales}
+        tensors = {
+            "null_basis": self.null_basis,
+            "components": self.components,
+            "means": self.means,
+            "scales": self.scales,
+        }
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
         write_atomic(path, lambda p: save_file(tensors, p, metadata={"format": "hf_lelp.projections/1"}))
         payload = {"options": self.options.__dict__, "info": self.info, "sha256": sha256_file(path)}
@@ -93,13 +105,20 @@ class SubclassProjections:
         with open(_json_path(path), encoding="utf-8") as handle:
             payload = json.load(handle)
         if not os.path.isfile(path) or sha256_file(path) != payload["sha256"]:
-            raise CorruptCacheError(f"Projections file {path} is missing or corrupt (sha256 mismatch); delete it "
-                                    "and its .json to refit.")
+            raise CorruptCacheError(
+                f"Projections file {path} is missing or corrupt (sha256 mismatch); delete it and its .json to refit."
+            )
         if cache_fingerprint is not None:
             check_fingerprint(payload["info"]["cache_fingerprint"], cache_fingerprint, "projections file", path)
         tensors = load_file(path)
-        return cls(tensors["null_basis"], tensors["components"], tensors["means"], tensors["scales"],
-                   FitOptions(**payload["options"]), payload["info"])
+        return cls(
+            tensors["null_basis"],
+            tensors["components"],
+            tensors["means"],
+            tensors["scales"],
+            FitOptions(**payload["options"]),
+            payload["info"],
+        )
 
 
 def _json_path(path: str) -> str:
@@ -128,13 +147,19 @@ def class_groups(cache_labels: torch.Tensor, cache_logits: torch.Tensor, groupin
     if grouping == "prediction":
         return cache_logits.argmax(dim=1)
     if bool((cache_labels < 0).any()):
-        raise ValueError("The transfer set has unlabelled examples: fit with grouping='prediction' (--grouping "
-                         "prediction), which groups examples by the teacher's predicted class.")
+        raise ValueError(
+            "The transfer set has unlabelled examples: fit with grouping='prediction' (--grouping "
+            "prediction), which groups examples by the teacher's predicted class."
+        )
     return cache_labels
 
 
-def fit_projections(cache: TeacherCache, options: FitOptions | None = None, chunk_size: int = 32768,
-                    class_names: list[str] | None = None) -> SubclassProjections:
+def fit_projections(
+    cache: TeacherCache,
+    options: FitOptions | None = None,
+    chunk_size: int = 32768,
+    class_names: list[str] | None = None,
+) -> SubclassProjections:
     """One streaming pass over the cache, then C eigendecompositions. O(C·D²) memory, never O(N·D)."""
     options = options or FitOptions()
     c, d, s = cache.num_labels, cache.hidden_size, options.num_subclasses
@@ -194,8 +219,14 @@ def fit_projections(cache: TeacherCache, options: FitOptions | None = None, chun
         "explained_variance_ratio": {names[k]: explained[k] for k in range(c)},
         "null_space_dim": available,
     }
-    return SubclassProjections(basis.float(), torch.stack(components).float(), torch.stack(means).float(),
-                               torch.stack(scales).float(), options, info)
+    return SubclassProjections(
+        basis.float(),
+        torch.stack(components).float(),
+        torch.stack(means).float(),
+        torch.stack(scales).float(),
+        options,
+        info,
+    )
 
 
 def load_or_fit_projections(cache: TeacherCache, options: FitOptions, path: str | None = None) -> SubclassProjections:
@@ -204,8 +235,10 @@ def load_or_fit_projections(cache: TeacherCache, options: FitOptions, path: str 
     if os.path.isfile(_json_path(path)):
         projections = SubclassProjections.load(path, cache.fingerprint)
         if projections.options != options:
-            raise CacheMismatchError(f"Projections at {path} were fitted with {projections.options}, this run asks "
-                                     f"for {options}. Use another --projections_path or delete the file.")
+            raise CacheMismatchError(
+                f"Projections at {path} were fitted with {projections.options}, this run asks "
+                f"for {options}. Use another --projections_path or delete the file."
+            )
         return projections
     projections = fit_projections(cache, options)
     projections.save(path)

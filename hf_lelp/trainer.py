@@ -30,14 +30,20 @@ class LELPTrainer(Trainer):
         "title": "Linear Projections of Teacher Embeddings for Few-Class Distillation",
         "id": "2409.20449",
         "citation": "@article{loo2024lelp, title={Linear Projections of Teacher Embeddings for Few-Class "
-                    "Distillation}, author={Loo, Noel and Iliopoulos, Fotis and Hu, Wei and Vee, Erik}, "
-                    "journal={arXiv preprint arXiv:2409.20449}, year={2024}}",
+        "Distillation}, author={Loo, Noel and Iliopoulos, Fotis and Hu, Wei and Vee, Erik}, "
+        "journal={arXiv preprint arXiv:2409.20449}, year={2024}}",
     }
     # Our loss is a per-batch mean: let the Trainer divide by the accumulation steps (transformers >= 5.19).
     loss_is_scaled_for_ga = False
 
-    def __init__(self, model=None, args: LELPConfig | None = None, teacher_cache: TeacherCache | None = None,
-                 projections: SubclassProjections | None = None, **kwargs):
+    def __init__(
+        self,
+        model=None,
+        args: LELPConfig | None = None,
+        teacher_cache: TeacherCache | None = None,
+        projections: SubclassProjections | None = None,
+        **kwargs,
+    ):
         if args is None or not isinstance(args, LELPConfig):
             raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
         if args.method in ("lelp", "kd") and teacher_cache is None:
@@ -72,14 +78,18 @@ class LELPTrainer(Trainer):
         else:
             if self.projections.components.device != class_logits.device:
                 self.projections = self.projections.to(class_logits.device)
-            targets = lelp_targets(self.projections.scores(hidden), teacher_logits, args.temperature,
-                                   args.subclass_temperature)
-            soft = lelp_loss(class_logits, subclass_logits, targets, args.temperature,
-                             args.scale_by_temperature_squared)
+            targets = lelp_targets(
+                self.projections.scores(hidden), teacher_logits, args.temperature, args.subclass_temperature
+            )
+            soft = lelp_loss(
+                class_logits, subclass_logits, targets, args.temperature, args.scale_by_temperature_squared
+            )
         if args.hard_label_weight > 0:
             if labels is None or not bool((labels >= 0).any()):
-                raise ValueError("--hard_label_weight > 0 needs labels in the transfer set; set it to 0 (as the "
-                                 "paper does) for unlabelled data.")
+                raise ValueError(
+                    "--hard_label_weight > 0 needs labels in the transfer set; set it to 0 (as the "
+                    "paper does) for unlabelled data."
+                )
             return (1 - args.hard_label_weight) * soft + args.hard_label_weight * ce_loss(class_logits, labels)
         return soft
 
@@ -127,8 +137,14 @@ class LELPTrainer(Trainer):
             "paper": self._paper,
         }
         if args.method == "lelp":
-            meta.update({"grouping": args.grouping, "null_space": args.null_space, "rotate": args.rotate,
-                         "projection_seed": args.projection_seed})
+            meta.update(
+                {
+                    "grouping": args.grouping,
+                    "null_space": args.null_space,
+                    "rotate": args.rotate,
+                    "projection_seed": args.projection_seed,
+                }
+            )
         if self.teacher_cache is not None:
             meta["cache_fingerprint"] = self.teacher_cache.fingerprint
         return meta

@@ -35,8 +35,12 @@ logger = logging.getLogger(__name__)
 
 def load_data(data_args: DataArguments, seed: int) -> TextClassificationData:
     data = load_text_classification(
-        data_args.dataset, text_column=data_args.text_column, label_column=data_args.label_column or None,
-        label_names=data_args.class_names, data_files=data_args.data_files(), max_examples=data_args.caps(),
+        data_args.dataset,
+        text_column=data_args.text_column,
+        label_column=data_args.label_column or None,
+        label_names=data_args.class_names,
+        data_files=data_args.data_files(),
+        max_examples=data_args.caps(),
         seed=seed,
     )
     if "train" not in data.splits:
@@ -48,8 +52,9 @@ def mixed_precision(args: LELPConfig) -> str:
     return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
 
 
-def ensure_teacher_cache(data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments,
-                         args: LELPConfig) -> TeacherCache:
+def ensure_teacher_cache(
+    data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig
+) -> TeacherCache:
     """Open the cache when it matches this run, else run the teacher once (data-parallel across processes)."""
     if not model_args.teacher:
         raise ValueError(f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id).")
@@ -57,13 +62,23 @@ def ensure_teacher_cache(data: TextClassificationData, data_args: DataArguments,
     teacher_path = resolve_model(model_args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
     if teacher.config.num_labels != data.num_labels:
-        raise ValueError(f"The teacher has {teacher.config.num_labels} outputs but the data has {data.num_labels} "
-                         f"classes {data.label_names}: use the teacher trained on this dataset.")
+        raise ValueError(
+            f"The teacher has {teacher.config.num_labels} outputs but the data has {data.num_labels} "
+            f"classes {data.label_names}: use the teacher trained on this dataset."
+        )
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     cache = build_teacher_cache(
-        teacher, tokenizer, data.splits["train"], cache_dir, label_names=data.label_names,
-        max_length=data_args.max_length, batch_size=model_args.teacher_batch_size, dtype=model_args.cache_dtype,
-        teacher_name=model_args.teacher, dataset_name=data_args.dataset, head_module=model_args.teacher_head_module,
+        teacher,
+        tokenizer,
+        data.splits["train"],
+        cache_dir,
+        label_names=data.label_names,
+        max_length=data_args.max_length,
+        batch_size=model_args.teacher_batch_size,
+        dtype=model_args.cache_dtype,
+        teacher_name=model_args.teacher,
+        dataset_name=data_args.dataset,
+        head_module=model_args.teacher_head_module,
         accelerator=Accelerator(mixed_precision=mixed_precision(args)),
     )
     del teacher  # the teacher is never in memory while the student trains
@@ -106,13 +121,22 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
     eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
     trainer = LELPTrainer(
-        model=student, args=args, teacher_cache=cache, projections=projections, train_dataset=train_set,
-        eval_dataset=eval_set, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        model=student,
+        args=args,
+        teacher_cache=cache,
+        projections=projections,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
         compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
     )
     train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    results = {"method": args.method, "train_seconds": train_result.metrics.get("train_runtime"),
-               "train_examples": len(train_set)}
+    results = {
+        "method": args.method,
+        "train_seconds": train_result.metrics.get("train_runtime"),
+        "train_examples": len(train_set),
+    }
     if eval_set is not None:
         prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
         results.update(prediction.metrics)
@@ -140,4 +164,3 @@ def _teacher_eval(teacher: str | None) -> dict:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     return {}
-

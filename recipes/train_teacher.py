@@ -25,8 +25,10 @@ from hf_lelp.workflow import load_data
 
 @dataclass
 class TeacherArguments:
-    teacher_model: str = field(default="all-MiniLM-L6-v2", metadata={
-        "help": "Checkpoint to fine-tune (offline short name, folder or any Hub id)."})
+    teacher_model: str = field(
+        default="all-MiniLM-L6-v2",
+        metadata={"help": "Checkpoint to fine-tune (offline short name, folder or any Hub id)."},
+    )
     teacher_num_layers: int | None = field(default=None, metadata={"help": "Keep only the first k layers."})
 
 
@@ -40,22 +42,31 @@ def main(argv: list[str] | None = None) -> dict:
 
     def encode(split):
         split = split.filter(lambda row: row[LABEL] >= 0)  # a teacher learns from labelled rows only
-        return split.map(lambda b: tokenizer(b["text"], truncation=True, max_length=data_args.max_length),
-                         batched=True).rename_column(LABEL, "labels")
+        return split.map(
+            lambda b: tokenizer(b["text"], truncation=True, max_length=data_args.max_length), batched=True
+        ).rename_column(LABEL, "labels")
 
     eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
     trainer = Trainer(
-        model=model, args=args, train_dataset=encode(data.splits["train"]),
+        model=model,
+        args=args,
+        train_dataset=encode(data.splits["train"]),
         eval_dataset=encode(data.splits[eval_name]) if eval_name else None,
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
         compute_metrics=build_compute_metrics(data.num_labels),
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = trainer.evaluate(metric_key_prefix=eval_name) if eval_name else {}
     trainer.save_model(args.output_dir)
     if args.should_save:
-        results.update({"teacher_model": teacher_args.teacher_model, "dataset": data_args.dataset,
-                        "train_examples": len(trainer.train_dataset)})
+        results.update(
+            {
+                "teacher_model": teacher_args.teacher_model,
+                "dataset": data_args.dataset,
+                "train_examples": len(trainer.train_dataset),
+            }
+        )
         write_json_atomic(os.path.join(args.output_dir, "teacher_results.json"), results)
         print(json.dumps(results, indent=2))
     return results

@@ -49,9 +49,72 @@ def make_split(n: int, num_classes: int = 2, seed: int = 0) -> datasets.Dataset:
 
 def tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int = 0, dropout: float = 0.0):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                        id2label={i: f"class_{i}" for i in range(num_labels)},
-                        label2id={f"class_{i}": i for i in range(num_labels)})
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        id2label={i: f"class_{i}" for i in range(num_labels)},
+        label2id={f"class_{i}": i for i in range(num_labels)},
+    )
     return BertForSequenceClassification(config).eval()
+
+
+def save_tiny_model(
+    folder, num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int = 0, label_names: list[str] | None = None
+) -> str:
+    """A tiny BERT classifier + tokenizer saved like a real checkpoint (teacher or student)."""
+    model = tiny_bert(num_labels, hidden, layers, seed)
+    names = label_names or [f"class_{i}" for i in range(num_labels)]
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {name: i for i, name in enumerate(names)}
+    model.save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+def synthetic_fingerprint(dtype: str = "float32", **overrides) -> dict:
+    fingerprint = {
+        "teacher": "synthetic",
+        "teacher_head_sha256": "0" * 64,
+        "dataset": "synthetic",
+        "dataset_sha256": "1" * 64,
+        "num_examples": 0,
+        "max_length": 32,
+        "label_names": ["a", "b"],
+        "dtype": dtype,
+    }
+    fingerprint.update(overrides)
+    return fingerprint
+
+
+def synthetic_cache(
+    folder, n: int = 300, d: int = 16, c: int = 2, seed: int = 0, dtype: str = "float32", unlabelled: bool = False
+):
+    """A cache of Gaussian embeddings with class-dependent means and a random linear head (logits = W h + b)."""
+    from hf_lelp.cache import write_cache
+
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % c
+    centres = torch.randn(c, d, generator=generator) * 2
+    spread = torch.linspace(3.0, 0.2, d)  # anisotropic, so PCA has well separated directions
+    hidden = centres[labels] + torch.randn(n, d, generator=generator) * spread
+    weight = torch.randn(c, d, generator=generator)
+    bias = torch.randn(c, generator=generator)
+    logits = hidden @ weight.T + bias
+    names = [f"class_{i}" for i in range(c)]
+    stored_labels = torch.full((n,), -1) if unlabelled else labels
+    return write_cache(
+        str(folder),
+        hidden,
+        logits,
+        stored_labels,
+        weight,
+        bias,
+        synthetic_fingerprint(dtype, num_examples=n, label_names=names),
+    )

