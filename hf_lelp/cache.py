@@ -13,6 +13,7 @@ so a rerun after an interruption skips finished shards; the main process then me
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,8 @@ from . import __version__
 from .data import EXAMPLE_ID, LABEL, TEXT, dataset_fingerprint
 from .heads import capture_layer_input, find_output_layer
 from .io_utils import read_json, sha256_file, sha256_tensors, write_atomic, write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Fields that must agree between a cache and the run that wants to use it.
@@ -321,6 +324,14 @@ def build_teacher_cache(
     num_shards = math.ceil(len(split) / shard_size)
     mine = [k for k in range(num_shards) if k % accelerator.num_processes == accelerator.process_index]
     todo = [k for k in mine if not _shard_is_valid(shard_dir, k, min(shard_size, len(split) - k * shard_size))]
+    if accelerator.is_main_process:
+        logger.info(
+            "Teacher pass: %d shards of %d rows, %d on this process, %d of them already finished.",
+            num_shards,
+            shard_size,
+            len(mine),
+            len(mine) - len(todo),
+        )
     progress = tqdm(
         total=sum(min(shard_size, len(split) - k * shard_size) for k in todo),
         desc=f"Teacher pass ({head_name})",

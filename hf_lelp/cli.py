@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class ModelArguments:
     )
     cache_dtype: str = field(default="float32", metadata={"help": "float32, float16 or bfloat16 for cached h."})
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher pass."})
+    cache_shard_size: int = field(
+        default=8192, metadata={"help": "Rows per cache shard: the unit of resumption and of work per process."}
+    )
     teacher_head_module: str | None = field(
         default=None,
         metadata={"help": "Name of the teacher's output nn.Linear when it cannot be found automatically."},
@@ -109,3 +113,9 @@ def parse_with_config(dataclass_types, argv: list[str] | None = None):
             raise ValueError(f"Unknown keys in {config_path}: {unknown}. Each key must be a command-line flag name.")
         parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(should_log: bool) -> None:
+    """hf_lelp's own progress lines at INFO on the main process; warnings only elsewhere."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("hf_lelp").setLevel(logging.INFO if should_log else logging.WARNING)

@@ -9,6 +9,8 @@ and loads with plain transformers (no custom code, no hf_lelp), and the pipeline
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from contextlib import contextmanager
 
@@ -60,33 +62,59 @@ def attach_subclass_head(model: nn.Module, num_labels: int, num_subclasses: int,
 
 
 def subclass_head(model: nn.Module) -> nn.Linear | None:
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == SUBCLASS_HEAD:
+    owner = _head_owner(model)
+    return getattr(owner, SUBCLASS_HEAD) if owner is not None else None
+
+
+def _head_owner(model: nn.Module) -> nn.Module | None:
+    """The module the subclass head was attached to (the transformers model, also inside DDP or PEFT wrappers)."""
+    for module in model.modules():
+        if isinstance(getattr(module, SUBCLASS_HEAD, None), nn.Linear):
             return module
     return None
 
 
+SUBCLASS_LOGITS = "lelp_subclass_logits"
+
+
+@functools.cache
+def _with_subclass_field(output_type: type) -> type:
+    """`output_type` plus a `lelp_subclass_logits` field. A real dataclass field (not an added key) because DDP
+    rebuilds outputs as `type(output)(**fields)`."""
+    return dataclasses.make_dataclass(
+        f"{output_type.__name__}WithSubclasses",
+        [(SUBCLASS_LOGITS, torch.Tensor | None, dataclasses.field(default=None))],
+        bases=(output_type,),
+    )
+
+
 @contextmanager
 def subclass_logits_of(model: nn.Module, num_labels: int):
-    """While active, every forward of `model` also stores its subclass logits [B, C·S] in the yielded dict.
+    """While active, the model's output also holds `lelp_subclass_logits` [B, C·S] (when it has the head).
 
-    The head runs in a hook *inside* the classifier's forward, hence inside DDP/FSDP's forward too.
+    The head runs on the classifier's input inside the model's forward, and its logits are put into the model's
+    output: DDP then sees them as part of the forward graph (no "unused parameter" confusion).
     """
-    store: dict[str, torch.Tensor] = {}
-    head = subclass_head(model)
-    if head is None:
-        yield store
+    owner = _head_owner(model)
+    if owner is None:
+        yield
         return
-    _, classifier = find_output_layer(model, num_labels)
+    head = getattr(owner, SUBCLASS_HEAD)
+    _, classifier = find_output_layer(owner, num_labels)
+    store: dict[str, torch.Tensor] = {}
 
-    def hook(_module, args, _output):
+    def on_classifier(_module, args, _output):
         store["logits"] = head(args[0])
 
-    handle = classifier.register_forward_hook(hook)
+    def on_model(_module, _args, output):
+        return _with_subclass_field(type(output))(**dict(output), **{SUBCLASS_LOGITS: store.pop("logits")})
+
+    handles = [classifier.register_forward_hook(on_classifier), owner.register_forward_hook(on_model)]
     try:
-        yield store
+        yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def split_subclass_head(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict]:

@@ -13,7 +13,7 @@ from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
 from .losses import ce_loss, kd_loss, lelp_loss, lelp_targets
-from .modeling import load_subclass_head, save_subclass_head, split_subclass_head, subclass_logits_of
+from .modeling import SUBCLASS_LOGITS, load_subclass_head, save_subclass_head, split_subclass_head, subclass_logits_of
 from .projections import SubclassProjections
 
 
@@ -97,12 +97,13 @@ class LELPTrainer(Trainer):
         inputs = dict(inputs)
         example_ids = inputs.pop(EXAMPLE_ID, None)
         labels = inputs.pop("labels", None)
-        with subclass_logits_of(model, self.num_labels) as captured:
-            class_logits = model(**inputs).logits
+        with subclass_logits_of(model, self.num_labels):
+            model_outputs = model(**inputs)
+        class_logits = model_outputs.logits
         # The loss runs in float32 whatever the autocast dtype of the forward pass.
         with torch.autocast(device_type=class_logits.device.type, enabled=False):
             if model.training:
-                loss = self.distillation_loss(class_logits, captured.get("logits"), example_ids, labels)
+                loss = self.distillation_loss(class_logits, model_outputs.get(SUBCLASS_LOGITS), example_ids, labels)
             else:
                 loss = ce_loss(class_logits, labels) if labels is not None else None
         outputs = SequenceClassifierOutput(loss=loss, logits=class_logits)

@@ -52,10 +52,21 @@ def mixed_precision(args: LELPConfig) -> str:
     return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
 
 
+def check_process_group(args: LELPConfig) -> None:
+    """Refuse processes that were launched together but did not join one group (they would race on files)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size != launched:
+        raise RuntimeError(
+            f"{launched} processes were launched but each runs alone (world size {args.world_size}). On a machine "
+            "without GPUs pass --use_cpu true so that they join one gloo process group."
+        )
+
+
 def ensure_teacher_cache(
     data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig
 ) -> TeacherCache:
     """Open the cache when it matches this run, else run the teacher once (data-parallel across processes)."""
+    check_process_group(args)
     if not model_args.teacher:
         raise ValueError(f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id).")
     cache_dir = model_args.cache_dir or os.path.join(args.output_dir, "teacher_cache")
@@ -66,6 +77,7 @@ def ensure_teacher_cache(
             f"The teacher has {teacher.config.num_labels} outputs but the data has {data.num_labels} "
             f"classes {data.label_names}: use the teacher trained on this dataset."
         )
+    check_teacher_labels(teacher.config, data.label_names)
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     cache = build_teacher_cache(
         teacher,
@@ -76,14 +88,27 @@ def ensure_teacher_cache(
         max_length=data_args.max_length,
         batch_size=model_args.teacher_batch_size,
         dtype=model_args.cache_dtype,
+        shard_size=model_args.cache_shard_size,
         teacher_name=model_args.teacher,
         dataset_name=data_args.dataset,
         head_module=model_args.teacher_head_module,
-        accelerator=Accelerator(mixed_precision=mixed_precision(args)),
+        accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
     )
     del teacher  # the teacher is never in memory while the student trains
     gc.collect()
     return cache
+
+
+def check_teacher_labels(config, label_names: list[str]) -> None:
+    """A teacher whose named classes differ from the data's (order included) would teach the wrong classes."""
+    id2label = {int(k): v for k, v in (config.id2label or {}).items()}
+    names = [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+    generic = all(name == f"LABEL_{i}" for i, name in enumerate(names))
+    if not generic and names != list(label_names):
+        raise ValueError(
+            f"The teacher's classes {names} differ from the data's {list(label_names)}: pass "
+            "--class_names in the teacher's order, or use the teacher trained on this dataset."
+        )
 
 
 def ensure_projections(cache: TeacherCache, model_args: ModelArguments, args: LELPConfig) -> SubclassProjections:
@@ -104,6 +129,7 @@ def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.
 
 def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
     start = time.time()
+    check_process_group(args)
     set_seed(args.seed)
     data = load_data(data_args, args.seed)
     cache = projections = None
@@ -140,6 +166,7 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     if eval_set is not None:
         prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
         results.update(prediction.metrics)
+        results[f"{eval_name}_examples"] = len(prediction.label_ids)  # each example once, also across processes
     trainer.save_model(args.output_dir)
     if args.should_save:
         if eval_set is not None:

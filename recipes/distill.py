@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 
-from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
+from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.config import LELPConfig
 from hf_lelp.workflow import run_distillation
 
 
 def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, args = parse_with_config((DataArguments, ModelArguments, LELPConfig), argv)
+    setup_logging(args.should_log)
     results = run_distillation(data_args, model_args, args)
     if args.should_save:
         print(json.dumps(results, indent=2))

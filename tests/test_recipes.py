@@ -5,75 +5,12 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_texts, save_tiny_model
+from conftest import ROOT, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("recipe")
-    names = ["neg", "pos"]
-    for split, n, seed in (("train", 120, 0), ("test", 40, 1)):
-        texts, labels, _ = make_texts(n, 2, seed)
-        pd.DataFrame({"review": texts, "stars": [names[y] for y in labels]}).to_csv(
-            folder / f"{split}.csv", index=False
-        )
-    save_tiny_model(folder / "student_init", hidden=32, layers=2, seed=2)
-    config = {
-        "dataset": "tiny",
-        "train_file": str(folder / "train.csv"),
-        "test_file": str(folder / "test.csv"),
-        "text_column": "review",
-        "label_column": "stars",
-        "max_length": 24,
-        "teacher_model": str(folder / "student_init"),
-        "student": str(folder / "student_init"),
-        "student_num_layers": 1,
-        "per_device_train_batch_size": 16,
-        "per_device_eval_batch_size": 32,
-        "num_train_epochs": 1,
-        "learning_rate": 1.0e-3,
-        "report_to": "none",
-        "save_strategy": "no",
-        "use_cpu": True,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    teacher_config = {k: v for k, v in config.items() if k not in ("student", "student_num_layers")}
-    (folder / "teacher.yaml").write_text(
-        yaml.safe_dump({**teacher_config, "output_dir": str(folder / "teacher"), "num_train_epochs": 3})
-    )
-    distill_config = {k: v for k, v in config.items() if k != "teacher_model"}
-    distill_config.update(
-        {
-            "teacher": str(folder / "teacher"),
-            "cache_dir": str(folder / "cache"),
-            "output_dir": str(folder / "will_be_overridden"),
-            "num_subclasses": 2,
-        }
-    )
-    (folder / "distill.yaml").write_text(yaml.safe_dump(distill_config))
-    run([sys.executable, "recipes/train_teacher.py", str(folder / "teacher.yaml")])
-    return folder
-
-
-def run(command, **env):
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 def test_teacher_recipe_writes_model_and_results(project):

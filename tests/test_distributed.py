@@ -1,0 +1,131 @@
+"""Data-parallel runs on two CPU processes (gloo): the teacher pass, a killed-and-resumed pass, and training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run
+from hf_lelp.cache import TeacherCache
+
+pytestmark = pytest.mark.slow
+TWO_CPUS = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--config_file",
+    "recipes/accelerate_configs/cpu_2proc.yaml",
+]
+
+
+def cache_command(project, cache_dir, shard_size):
+    return [
+        "recipes/cache_teacher.py",
+        str(project / "distill.yaml"),
+        "--cache_dir",
+        str(cache_dir),
+        "--cache_shard_size",
+        str(shard_size),
+        "--output_dir",
+        str(cache_dir) + "_out",
+    ]
+
+
+def assert_same_cache(a: TeacherCache, b: TeacherCache):
+    assert np.array_equal(a.example_ids, b.example_ids)
+    assert np.array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.hidden, b.hidden, atol=1e-5)
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)
+
+
+def test_two_process_teacher_pass_equals_one_process(project):
+    one, two = project / "cache_1proc", project / "cache_2proc"
+    run([sys.executable, *cache_command(project, one, 16)])
+    run([*TWO_CPUS, *cache_command(project, two, 16)])
+    a, b = TeacherCache.open(str(one)), TeacherCache.open(str(two))
+    assert np.array_equal(b.example_ids, np.arange(120))  # every id exactly once: no sampler padding
+    assert_same_cache(a, b)
+
+
+def test_killed_teacher_pass_resumes_to_the_same_cache(project):
+    reference = project / "cache_reference"
+    run([sys.executable, *cache_command(project, reference, 8)])
+    target = project / "cache_killed"
+    shard_dir = target / "shards"
+    for kill_after in (2, 6):  # kill at two different points, resuming in between
+        process = subprocess.Popen(
+            [sys.executable, *cache_command(project, target, 8)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            done = len(list(shard_dir.glob("shard-*.json"))) if shard_dir.is_dir() else 0
+            if done >= kill_after:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        process.wait()
+        if process.returncode != -signal.SIGKILL:
+            pytest.fail("the teacher pass finished before it could be killed; make the pass longer")
+        assert not (target / "meta.json").exists()
+    result = run([sys.executable, *cache_command(project, target, 8)])
+    assert "already finished" in result.stderr
+    finished = int(result.stderr.split(" of them already finished")[0].rsplit(", ", 1)[-1])
+    assert finished >= 6
+    assert_same_cache(TeacherCache.open(str(reference)), TeacherCache.open(str(target)))
+
+
+def test_two_process_training_evaluates_each_example_once_and_resumes(project):
+    out = project / "ddp"
+    common = [
+        str(project / "distill.yaml"),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--cache_dir",
+        str(project / "cache_ddp"),
+    ]
+    run([*TWO_CPUS, "recipes/distill.py", *common])
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_examples"] == 40  # 40 test rows, gathered from 2 processes without duplicates
+    assert results["export_agreement"] == 1.0
+    # 120 rows / (2 processes × 8 per device) = 8 steps per epoch (7.5 rounded up), 2 epochs.
+    state = json.loads((out / "checkpoint-16" / "trainer_state.json").read_text())
+    assert state["global_step"] == 16
+    assert (out / "checkpoint-4" / "lelp_subclass_head.safetensors").is_file()
+    run([*TWO_CPUS, "recipes/distill.py", *common, "--resume_from_checkpoint", str(out / "checkpoint-4")])
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
+
+
+def test_processes_that_do_not_join_one_group_are_refused(project):
+    result = subprocess.run(
+        [*TWO_CPUS, *cache_command(project, project / "cache_unjoined", 16), "--use_cpu", "false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode != 0
+    assert "pass --use_cpu true" in result.stderr
+    assert not (project / "cache_unjoined").exists()
