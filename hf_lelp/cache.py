@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -36,6 +36,52 @@ CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 # Fields that must agree between a cache and the run that wants to use it.
 FINGERPRINT_KEYS = ("teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
 ARRAYS = ("example_ids", "hidden", "logits", "labels")
+
+
+class RowReader:
+    """Reads rows of a 2-D .npy file with os.pread instead of through a memory map.
+
+    Random rows read through np.memmap fault in whole neighbourhoods of pages (kernel fault-around), which stay
+    mapped and count in the process's RSS, so RSS grows towards the file size. pread copies exactly the requested
+    rows into a fresh buffer; the page cache holds the rest, outside the process: resident memory does not grow
+    with N.
+    """
+
+    def __init__(self, path: str):
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else (np.lib.format.read_array_header_2_0)
+            )
+            shape, fortran, dtype = read_header(handle)
+            self.offset = handle.tell()
+        if fortran or len(shape) != 2:
+            raise CorruptCacheError(f"{path} is not a C-ordered 2-D array.")
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.row_bytes = shape[1] * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if not len(rows):
+            return out
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        # Runs of consecutive rows become one read each (a streaming pass is a single read per chunk).
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        for run_start, run_end in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            first, count = int(sorted_rows[run_start]), int(run_end - run_start)
+            data = os.pread(self.fd, count * self.row_bytes, self.offset + first * self.row_bytes)
+            if len(data) != count * self.row_bytes:
+                raise CorruptCacheError(f"{self.path} is shorter than its header says (truncated?).")
+            out[order[run_start:run_end]] = np.frombuffer(data, dtype=self.dtype).reshape(count, -1)
+        return out
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (AttributeError, OSError):
+            pass
 
 
 class CacheMismatchError(ValueError):
@@ -99,6 +145,7 @@ class TeacherCache:
     labels: np.ndarray
     weight: torch.Tensor
     bias: torch.Tensor
+    _reader: RowReader | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str, verify: bool = True) -> TeacherCache:
@@ -169,8 +216,10 @@ class TeacherCache:
         return rows
 
     def hidden_rows(self, rows: np.ndarray) -> torch.Tensor:
-        """float32 tensor of cached embeddings for sorted-or-not `rows` (reads only those rows)."""
-        block = np.asarray(self.hidden[rows])
+        """float32 tensor of cached embeddings for `rows`, read with pread (see RowReader)."""
+        if self._reader is None:
+            self._reader = RowReader(os.path.join(self.path, "hidden.npy"))
+        block = self._reader.read(np.asarray(rows, dtype=np.int64))
         if self.meta["fingerprint"]["dtype"] == "bfloat16":
             return torch.from_numpy(block.view(np.int16)).view(torch.bfloat16).float()
         return torch.from_numpy(block).float()
@@ -373,27 +422,49 @@ def write_cache(
     example_ids: torch.Tensor | None = None,
     shard_size: int = 65536,
 ) -> TeacherCache:
-    """Write arrays computed elsewhere (synthetic benchmarks, tests, external teachers) as a finished cache."""
+    """Write arrays computed elsewhere (tests, external teachers) as a finished cache."""
     n = len(hidden)
     example_ids = torch.arange(n) if example_ids is None else example_ids
+    chunks = (
+        (
+            example_ids[i : i + shard_size],
+            hidden[i : i + shard_size],
+            logits[i : i + shard_size],
+            labels[i : i + shard_size],
+        )
+        for i in range(0, n, shard_size)
+    )
+    return write_cache_chunks(cache_dir, chunks, weight, bias, fingerprint)
+
+
+def write_cache_chunks(
+    cache_dir: str, chunks, weight: torch.Tensor, bias: torch.Tensor, fingerprint: dict
+) -> TeacherCache:
+    """Write (example_ids, hidden, logits, labels) chunks, all but the last of equal size, as a finished cache.
+
+    Streams: memory holds one chunk at a time, so synthetic caches of millions of rows can be made.
+    """
     shard_dir = os.path.join(cache_dir, "shards")
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)
-    num_shards = math.ceil(n / shard_size)
-    for k in range(num_shards):
-        rows = slice(k * shard_size, min((k + 1) * shard_size, n))
+    n, shard_size, num_shards = 0, None, 0
+    for k, (ids, hidden, logits, labels) in enumerate(chunks):
+        shard_size = shard_size or len(ids)
         tensors = {
-            "example_id": example_ids[rows].long().contiguous(),
-            "hidden": _to_storage(hidden[rows], fingerprint["dtype"]),
-            "logits": logits[rows].float().contiguous(),
-            "labels": labels[rows].long().contiguous(),
+            "example_id": ids.long().contiguous(),
+            "hidden": _to_storage(hidden, fingerprint["dtype"]),
+            "logits": logits.float().contiguous(),
+            "labels": labels.long().contiguous(),
         }
         data_path, info_path = _shard_paths(shard_dir, k)
         write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
-        write_json_atomic(info_path, {"rows": rows.stop - rows.start, "sha256": sha256_file(data_path)})
-    _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, "classifier", n, shard_size)
+        write_json_atomic(info_path, {"rows": len(ids), "sha256": sha256_file(data_path)})
+        n, num_shards = n + len(ids), k + 1
+    _merge_shards(
+        shard_dir, num_shards, cache_dir, dict(fingerprint, num_examples=n), head, "classifier", n, shard_size
+    )
     return TeacherCache.open(cache_dir)
 
 
