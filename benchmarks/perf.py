@@ -223,7 +223,17 @@ def rss_child(cache_dir: str, steps: int) -> None:
         train_dataset=train,
         data_collator=default_data_collator,
     ).train()
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's own resident high-water mark. (Not ru_maxrss: Linux carries the parent's peak over
+    fork+exec into the child's ru_maxrss, which would count the parent that generated the synthetic data.)"""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def fit_projections_cached(cache: TeacherCache):

@@ -17,13 +17,10 @@ def base_model_id(name: str) -> str:
     return f"sentence-transformers/{name}" if name in OFFLINE_MODELS else name
 
 
-def card_context(trainer, data, data_args, model_args, results: dict, teacher_eval: dict) -> dict:
-    args = trainer.args
-    meta = trainer.lelp_metadata()
+def static_card_context(data, data_args, model_args, teacher_eval: dict, baselines: list[dict]) -> dict:
+    """What the card says that does not change during training (set once on the trainer)."""
     eval_split = data_args.eval_split
-    accuracy = results.get(f"{eval_split}_accuracy")
     return {
-        "model_id": args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
         "base_model": base_model_id(model_args.student),
         "student_num_layers": model_args.student_num_layers,
         "dataset": data_args.dataset,
@@ -31,17 +28,56 @@ def card_context(trainer, data, data_args, model_args, results: dict, teacher_ev
         "split_sizes": {name: len(split) for name, split in data.splits.items()},
         "teacher": model_args.teacher,
         "teacher_accuracy": teacher_eval.get(f"{eval_split}_accuracy"),
+        "teacher_macro_f1": teacher_eval.get(f"{eval_split}_macro_f1"),
         "eval_split": eval_split,
-        "accuracy": accuracy,
-        "macro_f1": results.get(f"{eval_split}_macro_f1"),
-        "export_agreement": results.get("export_agreement"),
+        "max_length": data_args.max_length,
+        "baselines": baselines,
+        "peft": getattr(model_args, "use_peft", False)
+        and {
+            "r": model_args.lora_r,
+            "alpha": model_args.lora_alpha,
+            "dropout": model_args.lora_dropout,
+            "merged": model_args.merge_lora,
+        },
+    }
+
+
+def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
+    """Static context + the trainer's options + the freshest metrics (final results, else the last evaluation)."""
+    args = trainer.args
+    meta = trainer.lelp_metadata()
+    split = static["eval_split"]
+    metrics = {}
+    if results:
+        metrics = {
+            "accuracy": results.get(f"{split}_accuracy"),
+            "macro_f1": results.get(f"{split}_macro_f1"),
+            "export_agreement": results.get("export_agreement"),
+            "metrics_from": f"final evaluation on `{split}`",
+        }
+    else:
+        evals = [log for log in trainer.state.log_history if "eval_accuracy" in log]
+        if evals:
+            metrics = {
+                "accuracy": evals[-1]["eval_accuracy"],
+                "macro_f1": evals[-1].get("eval_macro_f1"),
+                "metrics_from": f"evaluation at step {evals[-1].get('step')} (training in progress)",
+            }
+    return {
+        **static,
+        "model_id": args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+        "accuracy": metrics.get("accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+        "export_agreement": metrics.get("export_agreement"),
+        "metrics_from": metrics.get("metrics_from", "no evaluation yet"),
+        "global_step": trainer.state.global_step,
         "meta": meta,
         "training": {
             "learning_rate": args.learning_rate,
             "epochs": args.num_train_epochs,
-            "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
+            "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
             "seed": args.seed,
-            "max_length": data_args.max_length,
+            "max_length": static["max_length"],
         },
         "fingerprint": meta.get("cache_fingerprint"),
         "citation": trainer._paper["citation"],
@@ -81,8 +117,7 @@ def render_model_card(context: dict, template_path: str | Path = TEMPLATE) -> Mo
     return ModelCard.from_template(card_metadata(context), template_path=str(template_path), **context)
 
 
-def write_model_card(output_dir: str, trainer, data, data_args, model_args, results: dict, teacher_eval: dict) -> str:
-    card = render_model_card(card_context(trainer, data, data_args, model_args, results, teacher_eval))
+def write_model_card(output_dir: str, context: dict) -> str:
     path = os.path.join(output_dir, "README.md")
-    card.save(path)
+    render_model_card(context).save(path)
     return path

@@ -24,6 +24,7 @@ class DataArguments:
     train_file: str | None = field(default=None, metadata={"help": "Local training (transfer) file."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file."})
+    encoding: str = field(default="utf-8", metadata={"help": "Text encoding of local csv/json files."})
     text_column: str = field(default="text", metadata={"help": "Name of the text column."})
     label_column: str = field(default="label", metadata={"help": "Name of the label column."})
     class_names: list[str] | None = field(
@@ -84,6 +85,21 @@ class ModelArguments:
         metadata={
             "help": "Where fitted projections live; default: inside the cache folder, named by the fit options."
         },
+    )
+    baseline_results: list[str] = field(
+        default_factory=list,
+        metadata={"help": "results.json files of other students (e.g. --method ce) to list in the model card."},
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train the student with LoRA adapters (PEFT)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Module names to adapt; default: PEFT's choice for the architecture."}
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "Export the student with LoRA merged into its weights: a plain model for the Hub."},
     )
     extra_metrics: list[str] = field(
         default_factory=list,

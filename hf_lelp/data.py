@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 
@@ -18,7 +19,8 @@ import pandas as pd
 EXAMPLE_ID = "example_id"
 TEXT = "text"
 LABEL = "label"
-UNLABELLED = -1  # label value of transfer examples without a label
+UNLABELLED = -1
+logger = logging.getLogger(__name__)  # label value of transfer examples without a label
 
 
 @dataclass
@@ -102,27 +104,33 @@ OFFLINE_DATASETS = {
 }
 
 
-def _read_local(path: str) -> pd.DataFrame:
+def _read_local(path: str, encoding: str = "utf-8") -> pd.DataFrame:
     suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix in ("csv", "tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
-    if suffix in ("json", "jsonl"):
-        return pd.read_json(path, lines=suffix == "jsonl" or _is_json_lines(path))
+    try:
+        if suffix in ("csv", "tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == "tsv" else ",", encoding=encoding)
+        if suffix in ("json", "jsonl"):
+            return pd.read_json(path, lines=suffix == "jsonl" or _is_json_lines(path, encoding), encoding=encoding)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not valid {encoding} (byte {error.start}: {error.object[error.start : error.start + 8]!r}). "
+            "Pass --encoding with the file's encoding (e.g. latin-1), or re-encode the file as UTF-8."
+        ) from error
     if suffix == "parquet":
         return pd.read_parquet(path)
     raise ValueError(f"Unsupported data file '{path}': use .csv, .tsv, .json, .jsonl or .parquet.")
 
 
-def _is_json_lines(path: str) -> bool:
-    with open(path, encoding="utf-8") as handle:
+def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
+    with open(path, encoding=encoding) as handle:
         return not handle.read(1).startswith("[")
 
 
-def _load_frames(source: str, data_files: dict[str, str] | None) -> dict[str, pd.DataFrame]:
+def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
     if data_files:
-        return {split: _read_local(path) for split, path in data_files.items()}
+        return {split: _read_local(path, encoding) for split, path in data_files.items()}
     if os.path.isfile(source):
-        return {"train": _read_local(source)}
+        return {"train": _read_local(source, encoding)}
     # A Hub id (or a local dataset script/folder): only reached when the user has the Hub.
     loaded = datasets.load_dataset(source)
     return {split: loaded[split].to_pandas() for split in loaded}
@@ -186,6 +194,7 @@ def load_text_classification(
     data_files: dict[str, str] | None = None,
     max_examples: dict[str, int] | None = None,
     seed: int = 0,
+    encoding: str = "utf-8",
 ) -> TextClassificationData:
     """Load `source` (an offline short name, a local file, or a Hub id) as int-labelled splits with example ids.
 
@@ -196,7 +205,7 @@ def load_text_classification(
         frames, names = OFFLINE_DATASETS[source]()
         label_names = label_names or names
     else:
-        frames = _load_frames(source, data_files)
+        frames = _load_frames(source, data_files, encoding)
         frames = {split: _rename_columns(f, text_column, label_column, split) for split, f in frames.items()}
         label_names = label_names or _infer_label_names(frames)
     if len(label_names) < 2:
@@ -209,6 +218,11 @@ def load_text_classification(
             keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=cap, replace=False))
             frame = frame.iloc[keep].reset_index(drop=True)
         texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in frame[TEXT]]
+        blank = [i for i, text in enumerate(texts) if not text.strip()]
+        if blank:  # kept (the model sees only its special tokens), but never silently
+            logger.warning(
+                "Split '%s': %d empty or whitespace-only texts (example ids %s...).", split, len(blank), blank[:10]
+            )
         splits[split] = datasets.Dataset.from_dict(
             {
                 EXAMPLE_ID: np.arange(len(frame), dtype=np.int64),
@@ -238,4 +252,11 @@ def tokenize_split(split: datasets.Dataset, tokenizer, max_length: int) -> datas
         encoded["labels"] = list(batch[LABEL])
         return encoded
 
-    return split.map(encode, batched=True, remove_columns=[TEXT, LABEL], desc="Tokenising")
+    tokenized = split.map(encode, batched=True, remove_columns=[TEXT, LABEL], desc="Tokenising")
+    # A text that fills max_length was (almost always) cut: counted and reported, never silently.
+    truncated = sum(n >= max_length for n in map(len, tokenized["input_ids"]))
+    if truncated:
+        logger.warning(
+            "%d of %d texts reach max_length=%d tokens and were truncated.", truncated, len(split), max_length
+        )
+    return tokenized

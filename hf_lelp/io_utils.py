@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,9 +26,16 @@ def atomic_path(final_path: str):
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, final_path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            kept = "the previous complete file is intact" if os.path.exists(final_path) else "nothing was written"
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device while writing {final_path} ({kept}). Free space "
+                "and rerun: finished work is kept and resumed.",
+            ) from error
         raise
 
 

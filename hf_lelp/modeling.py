@@ -61,7 +61,7 @@ def attach_subclass_head(model: nn.Module, num_labels: int, num_subclasses: int,
     return head
 
 
-def subclass_head(model: nn.Module) -> nn.Linear | None:
+def subclass_head(model: nn.Module) -> nn.Module | None:
     owner = _head_owner(model)
     return getattr(owner, SUBCLASS_HEAD) if owner is not None else None
 
@@ -69,7 +69,7 @@ def subclass_head(model: nn.Module) -> nn.Linear | None:
 def _head_owner(model: nn.Module) -> nn.Module | None:
     """The module the subclass head was attached to (the transformers model, also inside DDP or PEFT wrappers)."""
     for module in model.modules():
-        if isinstance(getattr(module, SUBCLASS_HEAD, None), nn.Linear):
+        if isinstance(getattr(module, SUBCLASS_HEAD, None), nn.Module):  # nn.Linear, or PEFT's wrapper of it
             return module
     return None
 
@@ -137,3 +137,39 @@ def load_subclass_head(model: nn.Module, checkpoint_dir: str) -> bool:
         return False
     head.load_state_dict({k: v.to(head.weight.device) for k, v in load_file(path).items()})
     return True
+
+
+def apply_lora(
+    model: nn.Module, num_labels: int, r: int, alpha: int, dropout: float, target_modules: list[str] | None = None
+):
+    """Wrap the student with LoRA; the classifier and the subclass head are trained in full and saved with the
+    adapter (`modules_to_save`), since both are new layers."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    classifier_name, _ = find_output_layer(model, num_labels)
+    modules_to_save = [classifier_name.split(".")[0]]
+    if subclass_head(model) is not None:
+        modules_to_save.append(SUBCLASS_HEAD)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        modules_to_save=modules_to_save,
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int | float]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total, "trainable_fraction": trainable / total}

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 
 import torch
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .cache import TeacherCache
+from .card import trainer_card_context, write_model_card
 from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
 from .losses import ce_loss, kd_loss, lelp_loss, lelp_targets
-from .modeling import SUBCLASS_LOGITS, load_subclass_head, save_subclass_head, split_subclass_head, subclass_logits_of
+from .modeling import (
+    SUBCLASS_HEAD_FILE,
+    SUBCLASS_LOGITS,
+    is_peft_model,
+    load_subclass_head,
+    save_subclass_head,
+    split_subclass_head,
+    subclass_logits_of,
+)
 from .projections import SubclassProjections
+
+logger = logging.getLogger(__name__)
+
+
+CHECKPOINT_MARKER = "lelp_checkpoint_complete.json"
+
+
+def last_complete_checkpoint(output_dir: str) -> str:
+    """The newest checkpoint folder whose completion marker exists (incomplete ones are skipped, with a warning)."""
+    folders = (
+        [name for name in os.listdir(output_dir) if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
+        if (os.path.isdir(output_dir))
+        else []
+    )
+    for name in sorted(
+        folders, key=lambda n: int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else -1, reverse=True
+    ):
+        if os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_MARKER)):
+            return os.path.join(output_dir, name)
+        logger.warning("Skipping incomplete checkpoint %s (interrupted while saving).", name)
+    raise ValueError(f"No complete checkpoint in {output_dir} to resume from.")
 
 
 class LELPTrainer(Trainer):
@@ -42,6 +77,7 @@ class LELPTrainer(Trainer):
         args: LELPConfig | None = None,
         teacher_cache: TeacherCache | None = None,
         projections: SubclassProjections | None = None,
+        card_context: dict | None = None,
         **kwargs,
     ):
         if args is None or not isinstance(args, LELPConfig):
@@ -52,6 +88,8 @@ class LELPTrainer(Trainer):
             raise ValueError("--method lelp needs projections= (fit them with fit_projections).")
         self.teacher_cache = teacher_cache
         self.projections = projections
+        self.card_context = card_context  # static model-card facts; None = no card written
+        self.final_results: dict | None = None
         self.num_labels = teacher_cache.num_labels if teacher_cache else model.config.num_labels
         super().__init__(model=model, args=args, **kwargs)
         # Older transformers (< 5.19) only know this switch: a per-batch-mean loss is not pre-scaled for GA.
@@ -118,14 +156,48 @@ class LELPTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if state_dict is None:
-            state_dict = self.accelerator.unwrap_model(self.model).state_dict()
-        base, head = split_subclass_head(state_dict)
+        model = self.accelerator.unwrap_model(self.model)
+        if is_peft_model(model):
+            # An adapter keeps its trained classifier and subclass head inside (modules_to_save).
+            base, head = state_dict, {}
+        else:
+            base, head = split_subclass_head(state_dict if state_dict is not None else model.state_dict())
         super()._save(output_dir, state_dict=base)
         if self.args.should_save:
             if head:
                 save_subclass_head(head, output_dir)
             write_json_atomic(os.path.join(output_dir, "lelp_config.json"), self.lelp_metadata())
+            # Arguments as JSON instead of the Trainer's pickled training_args.bin (safe to publish).
+            write_json_atomic(os.path.join(output_dir, "training_args.json"), json.loads(self.args.to_json_string()))
+            pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
+            if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
+                os.remove(pickled)
+            if self.card_context is not None:
+                self.write_card(output_dir)
+
+    def _keeps_pickled_args(self, output_dir: str) -> bool:
+        # Checkpoint folders keep the Trainer's own files untouched; only published folders drop the pickle.
+        return os.path.basename(os.path.normpath(output_dir)).startswith(PREFIX_CHECKPOINT_DIR)
+
+    def write_card(self, output_dir: str) -> None:
+        """README.md model card (from model_cards/) with the freshest metrics; at every save and push."""
+        write_model_card(output_dir, trainer_card_context(self, self.card_context, self.final_results))
+
+    def create_model_card(self, *args, **kwargs):
+        # Trainer.push_to_hub calls this; our card replaces the generic Trainer card.
+        if self.card_context is not None and self.args.should_save:
+            self.write_card(self.args.output_dir)
+        else:
+            super().create_model_card(*args, **kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # The Trainer copies only weights and config from the checkpoint; our side files and card travel too.
+        if self.is_world_process_zero():
+            for name in (SUBCLASS_HEAD_FILE, "lelp_config.json", "training_args.json", "README.md"):
+                source = os.path.join(checkpoint_folder, name)
+                if os.path.isfile(source):
+                    shutil.copy(source, os.path.join(self.args.output_dir, name))
+        super()._push_from_checkpoint(checkpoint_folder)
 
     def lelp_metadata(self) -> dict:
         args: LELPConfig = self.args
@@ -150,7 +222,26 @@ class LELPTrainer(Trainer):
             meta["cache_fingerprint"] = self.teacher_cache.fingerprint
         return meta
 
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        # The Trainer writes a checkpoint file by file; a kill in between leaves a folder that looks complete
+        # but misses e.g. optimizer.pt (then silently skipped on resume). This marker, written last, says it isn't.
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save and os.path.isdir(folder):
+            write_json_atomic(os.path.join(folder, CHECKPOINT_MARKER), {"global_step": self.state.global_step})
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_MARKER)):
+            raise ValueError(
+                f"Checkpoint {resume_from_checkpoint} is incomplete (training stopped while it was being written) "
+                f"or was not written by LELPTrainer. Resume from an earlier checkpoint, or pass "
+                "--resume_from_checkpoint true to pick the last complete one."
+            )
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
         load_subclass_head(model if model is not None else self.model, resume_from_checkpoint)
 

@@ -20,13 +20,13 @@ from transformers import (
 
 from .assets import resolve_model
 from .cache import TeacherCache, build_teacher_cache
-from .card import write_model_card
+from .card import static_card_context
 from .cli import DataArguments, ModelArguments
 from .config import LELPConfig
 from .data import TEXT, TextClassificationData, load_text_classification, tokenize_split
 from .io_utils import write_json_atomic
 from .metrics import build_compute_metrics
-from .modeling import attach_subclass_head, load_student
+from .modeling import apply_lora, attach_subclass_head, load_student, parameter_counts
 from .projections import SubclassProjections, load_or_fit_projections
 from .trainer import LELPTrainer
 
@@ -41,11 +41,39 @@ def load_data(data_args: DataArguments, seed: int) -> TextClassificationData:
         label_names=data_args.class_names,
         data_files=data_args.data_files(),
         max_examples=data_args.caps(),
+        encoding=data_args.encoding,
         seed=seed,
     )
     if "train" not in data.splits:
         raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
+    train_labels = set(data.splits["train"]["label"])
+    for split, rows in data.splits.items():
+        unseen = sorted(set(rows["label"]) - train_labels - {-1})
+        if unseen and split != "train":
+            logger.warning(
+                "Split '%s' has classes absent from train: %s (a student cannot learn them).",
+                split,
+                [data.label_names[i] for i in unseen],
+            )
     return data
+
+
+def check_labels_for_method(data: TextClassificationData, args: LELPConfig) -> None:
+    """Fail before any work when the method needs labels that the transfer set does not have."""
+    labelled = any(label >= 0 for label in data.splits["train"]["label"])
+    if labelled:
+        return
+    if args.method == "ce":
+        raise ValueError("--method ce trains on labels, but the transfer set has none: use --method lelp or kd.")
+    if args.hard_label_weight > 0:
+        raise ValueError(
+            "--hard_label_weight > 0 needs labels, but the transfer set has none: set it to 0 (as the paper does)."
+        )
+    if args.method == "lelp" and args.grouping == "label":
+        raise ValueError(
+            "The transfer set is unlabelled: pass --grouping prediction (per-class PCA over the "
+            "teacher's predicted classes)."
+        )
 
 
 def mixed_precision(args: LELPConfig) -> str:
@@ -127,25 +155,63 @@ def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.
     return {"export_agreement": float((exported == trainer_predictions).mean()), "export_examples": len(texts)}
 
 
+def build_student(data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
+    """The student model (with the subclass head for LELP, wrapped with LoRA on request) and its tokenizer."""
+    student_path = resolve_model(model_args.student)
+    student = load_student(student_path, data.label_names, model_args.student_num_layers)
+    if args.method == "lelp" and args.num_subclasses > 1:
+        attach_subclass_head(student, data.num_labels, args.num_subclasses, seed=args.seed)
+    if model_args.use_peft:
+        student = apply_lora(
+            student,
+            data.num_labels,
+            model_args.lora_r,
+            model_args.lora_alpha,
+            model_args.lora_dropout,
+            model_args.lora_target_modules,
+        )
+    return student, AutoTokenizer.from_pretrained(student_path)
+
+
+def load_baselines(paths: list[str], split: str) -> list[dict]:
+    rows = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+        rows.append(
+            {
+                "method": results.get("method", os.path.basename(os.path.dirname(path))),
+                "accuracy": results.get(f"{split}_accuracy"),
+                "macro_f1": results.get(f"{split}_macro_f1"),
+            }
+        )
+    return rows
+
+
 def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
     start = time.time()
     check_process_group(args)
     set_seed(args.seed)
     data = load_data(data_args, args.seed)
+    check_labels_for_method(data, args)
     cache = projections = None
     if args.method in ("lelp", "kd"):
         cache = ensure_teacher_cache(data, data_args, model_args, args)
     if args.method == "lelp":
         projections = ensure_projections(cache, model_args, args)
     set_seed(args.seed)
-    student_path = resolve_model(model_args.student)
-    student = load_student(student_path, data.label_names, model_args.student_num_layers)
-    if args.method == "lelp" and args.num_subclasses > 1:
-        attach_subclass_head(student, data.num_labels, args.num_subclasses, seed=args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(student_path)
+    student, tokenizer = build_student(data, model_args, args)
+    parameters = parameter_counts(student)
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
     eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
+    card = static_card_context(
+        data,
+        data_args,
+        model_args,
+        _teacher_eval(model_args.teacher),
+        load_baselines(model_args.baseline_results, data_args.eval_split),
+    )
     trainer = LELPTrainer(
         model=student,
         args=args,
@@ -156,27 +222,34 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
+        card_context=card,
     )
-    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    resume = args.resume_from_checkpoint
+    resume = True if str(resume).lower() in ("true", "1", "yes") else resume  # "latest complete checkpoint"
+    train_result = trainer.train(resume_from_checkpoint=resume)
     results = {
         "method": args.method,
         "train_seconds": train_result.metrics.get("train_runtime"),
         "train_examples": len(train_set),
+        **parameters,
     }
     if eval_set is not None:
         prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
         results.update(prediction.metrics)
         results[f"{eval_name}_examples"] = len(prediction.label_ids)  # each example once, also across processes
+    if model_args.use_peft and model_args.merge_lora:
+        trainer.model = trainer.model_wrapped = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    trainer.final_results = results
     trainer.save_model(args.output_dir)
     if args.should_save:
-        if eval_set is not None:
+        exported_is_plain = not (model_args.use_peft and not model_args.merge_lora)
+        if eval_set is not None and exported_is_plain:
             texts = list(data.splits[eval_name][TEXT])
             predictions = np.asarray(prediction.predictions).argmax(axis=-1)
             results.update(export_agreement(args.output_dir, texts, predictions, args.per_device_eval_batch_size))
-        teacher_eval = _teacher_eval(model_args.teacher)
         results["wall_seconds"] = time.time() - start
         write_json_atomic(os.path.join(args.output_dir, "results.json"), results)
-        write_model_card(args.output_dir, trainer, data, data_args, model_args, results, teacher_eval)
+        trainer.write_card(args.output_dir)  # now with the export agreement
         logger.info("Results: %s", json.dumps(results, indent=2))
     if args.push_to_hub:
         trainer.push_to_hub(commit_message=f"hf-lelp: {args.method} student", blocking=True)

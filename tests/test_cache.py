@@ -84,6 +84,7 @@ def test_cache_is_memory_mapped_and_checksummed(tokenizer, tmp_path):
     assert not os.path.exists(tmp_path / "cache" / "shards")
 
 
+@pytest.mark.fault
 def test_existing_cache_is_reused_and_a_mismatch_is_refused_naming_both_sides(tokenizer, tmp_path):
     split, teacher = make_split(100), tiny_bert(2)
     first = build(teacher, tokenizer, split, tmp_path / "cache")
@@ -99,6 +100,7 @@ def test_existing_cache_is_reused_and_a_mismatch_is_refused_naming_both_sides(to
         build(teacher, tokenizer, split, tmp_path / "cache", label_names=["neg", "pos"])
 
 
+@pytest.mark.fault
 def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp_path, monkeypatch):
     split, teacher = make_split(200), tiny_bert(2)
     reference = build(teacher, tokenizer, split, tmp_path / "reference")
@@ -123,6 +125,7 @@ def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp
         assert np.array_equal(getattr(resumed, name), getattr(reference, name))
 
 
+@pytest.mark.fault
 def test_corrupt_shard_is_recomputed_and_corrupt_cache_is_refused(tokenizer, tmp_path, monkeypatch):
     split, teacher = make_split(200), tiny_bert(2)
     reference = build(teacher, tokenizer, split, tmp_path / "reference")
@@ -143,12 +146,14 @@ def test_corrupt_shard_is_recomputed_and_corrupt_cache_is_refused(tokenizer, tmp
         TeacherCache.open(str(tmp_path / "cache"))
 
 
+@pytest.mark.bad_input
 def test_lookup_of_unknown_ids_is_a_clear_error(tokenizer, tmp_path):
     cache = build(tiny_bert(2), tokenizer, make_split(50), tmp_path / "cache")
     with pytest.raises(KeyError, match=r"\[50, 99\] are not in the teacher cache"):
         cache.lookup([3, 50, 99])
 
 
+@pytest.mark.bad_input
 def test_duplicate_ids_and_nan_teacher_outputs_are_refused(tokenizer, tmp_path):
     split = make_split(40)
     duplicated = split.map(lambda row, i: {"example_id": min(i, 30)}, with_indices=True)

@@ -38,6 +38,7 @@ def test_local_files_with_custom_columns(tmp_path, fmt):
     assert list(train["text"]) == [text for text, _ in ROWS]
 
 
+@pytest.mark.bad_input
 def test_given_class_names_fix_the_label_order_and_integer_labels_work(tmp_path):
     path = write(tmp_path, "csv", rows=[("a", 1), ("b", 0)], columns=("text", "label"))
     data = load_text_classification(path, label_names=["negative", "positive"])
@@ -45,6 +46,7 @@ def test_given_class_names_fix_the_label_order_and_integer_labels_work(tmp_path)
     assert data.label_names == ["negative", "positive"]
 
 
+@pytest.mark.bad_input
 def test_missing_columns_are_clear_errors(tmp_path):
     path = write(tmp_path, "csv")
     with pytest.raises(KeyError, match="no text column 'text'.*--text_column"):
@@ -53,12 +55,14 @@ def test_missing_columns_are_clear_errors(tmp_path):
         load_text_classification(path, text_column="review")
 
 
+@pytest.mark.bad_input
 def test_labels_outside_the_label_set_are_a_clear_error(tmp_path):
     path = write(tmp_path, "csv", rows=[("a", "pos"), ("b", "meh")])
     with pytest.raises(ValueError, match=r"outside the label set \['neg', 'pos'\]: \['meh'\]"):
         load_text_classification(path, text_column="review", label_column="sentiment", label_names=["neg", "pos"])
 
 
+@pytest.mark.bad_input
 def test_unlabelled_transfer_file_gets_minus_one(tmp_path):
     path = write(tmp_path, "csv", rows=[("a",), ("b",)], columns=("text",))
     train_path = write(tmp_path, "jsonl", rows=[("x", "neg"), ("y", "pos")], columns=("text", "label"))

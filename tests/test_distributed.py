@@ -52,6 +52,7 @@ def test_two_process_teacher_pass_equals_one_process(project):
     assert_same_cache(a, b)
 
 
+@pytest.mark.fault
 def test_killed_teacher_pass_resumes_to_the_same_cache(project):
     reference = project / "cache_reference"
     run([sys.executable, *cache_command(project, reference, 8)])
@@ -117,6 +118,7 @@ def test_two_process_training_evaluates_each_example_once_and_resumes(project):
     assert resumed["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
 
 
+@pytest.mark.fault
 def test_processes_that_do_not_join_one_group_are_refused(project):
     result = subprocess.run(
         [*TWO_CPUS, *cache_command(project, project / "cache_unjoined", 16), "--use_cpu", "false"],

@@ -84,17 +84,20 @@ def test_pca_ablation_keeps_directions_the_head_sees(cache):
     assert (cache.weight @ projections.components[0]).abs().max() > 1e-2
 
 
+@pytest.mark.bad_input
 def test_d_smaller_than_c_plus_s_is_a_clear_error(cache):
     with pytest.raises(ValueError, match=r"D >= C \+ S.*at most 9"):
         fit_projections(cache, FitOptions(num_subclasses=10))
 
 
+@pytest.mark.bad_input
 def test_class_with_too_few_examples_is_a_clear_error(tmp_path):
     small = synthetic_cache(tmp_path / "small", n=9, d=12, c=3)  # 3 examples per class
     with pytest.raises(ValueError, match=r"fewer than S \+ 1 = 4 examples.*class_0': 3"):
         fit_projections(small, FitOptions(num_subclasses=3))
 
 
+@pytest.mark.bad_input
 def test_unlabelled_transfer_set_needs_grouping_by_prediction(tmp_path):
     cache = synthetic_cache(tmp_path / "unlabelled", n=200, d=12, c=2, unlabelled=True)
     with pytest.raises(ValueError, match="grouping='prediction'"):
@@ -107,6 +110,7 @@ def test_unlabelled_transfer_set_needs_grouping_by_prediction(tmp_path):
     }
 
 
+@pytest.mark.fault
 def test_save_load_roundtrip_reuse_and_refusals(cache, tmp_path):
     options = FitOptions(num_subclasses=3)
     path = str(tmp_path / "proj.safetensors")

@@ -81,6 +81,7 @@ def test_distill_under_accelerate_launch(project):
     assert json.loads((out / "results.json").read_text())["method"] == "kd"
 
 
+@pytest.mark.bad_input
 def test_unknown_yaml_key_is_a_clear_error(project, tmp_path):
     config = yaml.safe_load((project / "distill.yaml").read_text())
     config["num_subclases"] = 3

@@ -1,0 +1,272 @@
+"""Publishing: model card, push_to_hub against a local stand-in for the Hub API, PEFT students, Trainer flags."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from huggingface_hub import CommitInfo, HfApi, RepoUrl
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from conftest import ROOT, make_split, make_tokenizer, tiny_bert
+from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
+from hf_lelp.data import tokenize_split
+from hf_lelp.modeling import SUBCLASS_LOGITS, apply_lora, subclass_logits_of
+
+sys.path.insert(0, os.path.join(ROOT, "recipes"))
+import distill  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+class StandInHub:
+    """Records what the real push code path (Trainer → huggingface_hub.HfApi) uploads, into a local folder."""
+
+    def __init__(self, root: Path):
+        self.root, self.commits, self.repos = root, [], []
+
+    def create_repo(self, api, repo_id, *args, **kwargs):
+        self.repos.append({"repo_id": repo_id, "private": kwargs.get("private")})
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, api, repo_id, operations, *, commit_message, **kwargs):
+        paths = []
+        for operation in operations:
+            if type(operation).__name__ != "CommitOperationAdd":
+                continue
+            target = self.root / repo_id / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = operation.path_or_fileobj
+            target.write_bytes(Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read())
+            paths.append(operation.path_in_repo)
+        self.commits.append({"repo_id": repo_id, "message": commit_message, "paths": sorted(paths)})
+        oid = f"{len(self.commits):040x}"
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{oid}",
+            commit_message=commit_message,
+            commit_description="",
+            oid=oid,
+        )
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    stand_in = StandInHub(tmp_path / "hub")
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, *a, **k: stand_in.create_repo(api, *a, **k))
+    monkeypatch.setattr(HfApi, "create_commit", lambda api, *a, **k: stand_in.create_commit(api, *a, **k))
+    return stand_in
+
+
+def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, hub, tmp_path):
+    out = tmp_path / "pushed_run"
+    results = distill.main(
+        [
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            "me/tiny-lelp",
+            "--hub_strategy",
+            "checkpoint",
+            "--hub_token",
+            "x",
+            "--hub_private_repo",
+            "true",
+            "--save_strategy",
+            "epoch",
+            "--num_train_epochs",
+            "2",
+            "--baseline_results",
+            str(project / "ce_results.json"),
+        ]
+    )
+    assert hub.repos[0] == {"repo_id": "me/tiny-lelp", "private": True}
+    pushed = tmp_path / "hub" / "me/tiny-lelp"
+    # A checkpoint push carried the card and the LELP side files, not only the weights.
+    checkpoint_commits = [c for c in hub.commits if c["message"].startswith("Training in progress")]
+    assert checkpoint_commits and "README.md" in checkpoint_commits[0]["paths"]
+    assert "lelp_subclass_head.safetensors" in checkpoint_commits[0]["paths"]
+    final = hub.commits[-1]
+    assert final["message"] == "hf-lelp: lelp student"
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "lelp_config.json",
+        "lelp_subclass_head.safetensors",
+        "training_args.json",
+    ):
+        assert name in final["paths"], name
+    assert not [p for p in final["paths"] if p.endswith((".bin", ".pt", ".pth", ".pkl"))], final["paths"]
+    card = (pushed / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == str(project / "student_init")
+    assert {"lelp", "distillation", "text-classification"} <= set(front["tags"])
+    assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == round(results["test_accuracy"], 4)
+    assert "S = 2" in card and "arXiv 2409.20449" in card and "| ce |" in card.replace("(ce)", "| ce |")
+    # A fresh process that cannot import hf_lelp loads what was uploaded and reproduces the reported accuracy.
+    script = (
+        "import sys, json; sys.modules['hf_lelp'] = None\n"
+        "from transformers import pipeline\n"
+        f"clf = pipeline('text-classification', model={str(pushed)!r}, device=-1)\n"
+        f"import pandas as pd; test = pd.read_csv({str(project / 'test.csv')!r})\n"
+        "print(json.dumps([a['label'] for a in clf(list(test['review']))]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = json.loads(done.stdout.strip().splitlines()[-1])
+    truth = pd.read_csv(project / "test.csv")["stars"].tolist()
+    assert np.mean([a == b for a, b in zip(labels, truth)]) == pytest.approx(results["test_accuracy"], abs=1e-9)
+
+
+def test_card_rendered_at_every_checkpoint_save(project, tmp_path):
+    out = tmp_path / "cards"
+    distill.main(
+        [
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--save_strategy",
+            "epoch",
+            "--eval_strategy",
+            "epoch",
+            "--num_train_epochs",
+            "2",
+        ]
+    )
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 2
+    first = (checkpoints[0] / "README.md").read_text()
+    assert "training in progress" in first and "lelp" in first
+    assert (checkpoints[0] / "training_args.bin").is_file()  # checkpoints keep the Trainer's own files
+    assert not (out / "training_args.bin").exists() and (out / "training_args.json").is_file()
+
+
+def test_trainer_flags_best_model_accumulation_bf16_tensorboard(project, tmp_path):
+    out = tmp_path / "flags"
+    results = distill.main(
+        [
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "3",
+            "--eval_strategy",
+            "epoch",
+            "--save_strategy",
+            "epoch",
+            "--load_best_model_at_end",
+            "true",
+            "--metric_for_best_model",
+            "accuracy",
+            "--gradient_accumulation_steps",
+            "2",
+            "--bf16",
+            "true",
+            "--report_to",
+            "tensorboard",
+            "--logging_steps",
+            "1",
+            "--save_total_limit",
+            "2",
+        ]
+    )
+    state = json.loads(sorted(out.glob("checkpoint-*"))[-1].joinpath("trainer_state.json").read_text())
+    assert state["best_metric"] is not None and state["best_model_checkpoint"]
+    best_accuracy = max(log["eval_accuracy"] for log in state["log_history"] if "eval_accuracy" in log)
+    assert state["best_metric"] == pytest.approx(best_accuracy)
+    assert results["test_accuracy"] == pytest.approx(best_accuracy)  # the best model is the one exported
+    assert list(out.rglob("events.out.tfevents.*")), "no tensorboard event file"
+    assert json.loads((out / "training_args.json").read_text())["gradient_accumulation_steps"] == 2
+
+
+def lora_student(seed=2):
+    model = tiny_bert(2, hidden=32, seed=seed)
+    attach_subclass_head(model, 2, 3, seed=seed)
+    return apply_lora(model, 2, r=4, alpha=8, dropout=0.0, target_modules=["query", "value"])
+
+
+def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
+    tokenizer, split = make_tokenizer(), make_split(64)
+    cache = build_teacher_cache(
+        tiny_bert(2, hidden=48, seed=1),
+        tokenizer,
+        split,
+        str(tmp_path / "cache"),
+        label_names=["a", "b"],
+        max_length=24,
+    )
+    model = lora_student()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable < 0.2 * sum(p.numel() for p in model.parameters())
+    args = LELPConfig(
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=2,
+        learning_rate=5e-3,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        num_subclasses=3,
+        per_device_train_batch_size=16,
+    )
+    trainer = LELPTrainer(
+        model=model,
+        args=args,
+        teacher_cache=cache,
+        projections=fit_projections(cache, FitOptions(num_subclasses=3)),
+        train_dataset=tokenize_split(split, tokenizer, 24),
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    trainer.train()
+    trainer.save_model(str(tmp_path / "adapter"))
+    saved = os.listdir(tmp_path / "adapter")
+    assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
+    reloaded = PeftModel.from_pretrained(lora_student(seed=99).base_model.model, str(tmp_path / "adapter"))
+    batch = tokenizer(list(split["text"][:8]), padding=True, return_tensors="pt")
+    model.eval(), reloaded.eval()
+    with torch.no_grad(), subclass_logits_of(model, 2):
+        expected = model(**batch)
+    with torch.no_grad(), subclass_logits_of(reloaded, 2):
+        got = reloaded(**batch)
+    torch.testing.assert_close(got.logits, expected.logits)
+    torch.testing.assert_close(got[SUBCLASS_LOGITS], expected[SUBCLASS_LOGITS])
+
+
+def test_peft_recipe_with_merge_exports_a_plain_model(project, tmp_path):
+    out = tmp_path / "lora"
+    results = distill.main(
+        [
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--use_peft",
+            "true",
+            "--lora_r",
+            "4",
+            "--lora_target_modules",
+            "query",
+            "value",
+            "--merge_lora",
+            "true",
+        ]
+    )
+    assert results["trainable_fraction"] < 0.5 and results["export_agreement"] == 1.0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert "LoRA" in (out / "README.md").read_text()
