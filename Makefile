@@ -27,9 +27,10 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	test -f $(DEMO)/teacher/teacher_results.json || \
 		$(BIN)/python recipes/train_teacher.py recipes/configs/teacher_rotten_tomatoes.yaml
-	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml
 	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml --method ce \
 		--output_dir $(DEMO)/student_ce
+	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml \
+		--baseline_results $(DEMO)/student_ce/results.json
 	$(BIN)/python recipes/summarize.py $(DEMO)
 
 test: $(BIN)/.installed

@@ -6,12 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.hf_api
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from huggingface_hub import CommitInfo, HfApi, RepoUrl
+from huggingface_hub import CommitInfo, HfApi, ModelCardData, RepoUrl
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
@@ -30,11 +31,17 @@ class StandInHub:
     """Records what the real push code path (Trainer → huggingface_hub.HfApi) uploads, into a local folder."""
 
     def __init__(self, root: Path):
-        self.root, self.commits, self.repos = root, [], []
+        self.root, self.commits, self.repos, self.validated = root, [], [], []
 
     def create_repo(self, api, repo_id, *args, **kwargs):
         self.repos.append({"repo_id": repo_id, "private": kwargs.get("private")})
         return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def validate_yaml(self, api, content, **kwargs):
+        """The Hub checks a README's metadata before upload; here: it must parse as card metadata."""
+        metadata = yaml.safe_load(content.split("---")[1])
+        ModelCardData(**metadata)  # raises on malformed metadata
+        self.validated.append(metadata)
 
     def create_commit(self, api, repo_id, operations, *, commit_message, **kwargs):
         paths = []
@@ -61,6 +68,10 @@ def hub(tmp_path, monkeypatch):
     stand_in = StandInHub(tmp_path / "hub")
     monkeypatch.setattr(HfApi, "create_repo", lambda api, *a, **k: stand_in.create_repo(api, *a, **k))
     monkeypatch.setattr(HfApi, "create_commit", lambda api, *a, **k: stand_in.create_commit(api, *a, **k))
+    # With hf_xet installed, upload_folder streams through its xet pipeline, which talks HTTP itself; the stand-in
+    # sits at create_commit, so the test takes huggingface_hub's single-commit path.
+    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
+    monkeypatch.setattr(HfApi, "_validate_yaml", lambda api, *a, **k: stand_in.validate_yaml(api, *a, **k))
     return stand_in
 
 
@@ -90,6 +101,7 @@ def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, h
         ]
     )
     assert hub.repos[0] == {"repo_id": "me/tiny-lelp", "private": True}
+    assert hub.validated and all("lelp" in metadata["tags"] for metadata in hub.validated)
     pushed = tmp_path / "hub" / "me/tiny-lelp"
     # A checkpoint push carried the card and the LELP side files, not only the weights.
     checkpoint_commits = [c for c in hub.commits if c["message"].startswith("Training in progress")]
@@ -113,7 +125,8 @@ def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, h
     assert front["base_model"] == str(project / "student_init")
     assert {"lelp", "distillation", "text-classification"} <= set(front["tags"])
     assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == round(results["test_accuracy"], 4)
-    assert "S = 2" in card and "arXiv 2409.20449" in card and "| ce |" in card.replace("(ce)", "| ce |")
+    assert "S = 2" in card and "arXiv 2409.20449" in card
+    assert "| same student, ce | 0.5000 | 0.4000 |" in card  # the baseline passed with --baseline_results
     # A fresh process that cannot import hf_lelp loads what was uploaded and reproduces the reported accuracy.
     script = (
         "import sys, json; sys.modules['hf_lelp'] = None\n"
@@ -237,13 +250,19 @@ def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
     trainer.save_model(str(tmp_path / "adapter"))
     saved = os.listdir(tmp_path / "adapter")
     assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
-    reloaded = PeftModel.from_pretrained(lora_student(seed=99).base_model.model, str(tmp_path / "adapter"))
+    # The same frozen base (in real use: the same pretrained checkpoint), then the adapter on top.
+    base = tiny_bert(2, hidden=32, seed=2)
+    attach_subclass_head(base, 2, 3, seed=2)
     batch = tokenizer(list(split["text"][:8]), padding=True, return_tensors="pt")
-    model.eval(), reloaded.eval()
+    model.eval(), base.eval()
+    with torch.no_grad():
+        untrained = base(**batch).logits
+    reloaded = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
     with torch.no_grad(), subclass_logits_of(model, 2):
         expected = model(**batch)
     with torch.no_grad(), subclass_logits_of(reloaded, 2):
         got = reloaded(**batch)
+    assert not torch.allclose(untrained, expected.logits, atol=1e-4)  # training changed the adapter and heads
     torch.testing.assert_close(got.logits, expected.logits)
     torch.testing.assert_close(got[SUBCLASS_LOGITS], expected[SUBCLASS_LOGITS])
 

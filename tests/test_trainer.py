@@ -188,3 +188,20 @@ def test_resume_from_checkpoint_restores_the_subclass_head_and_ends_identically(
     resumed.train(resume_from_checkpoint=str(checkpoint))
     for key, value in weights(full.model).items():
         torch.testing.assert_close(weights(resumed.model)[key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_lelp_config_drops_into_a_script_that_builds_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    existing = TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=3e-4,
+        num_train_epochs=2,
+        gradient_accumulation_steps=4,
+        report_to="none",
+        use_cpu=True,
+    )
+    args = LELPConfig(**existing.to_dict(), method="lelp", num_subclasses=4)
+    assert (args.learning_rate, args.gradient_accumulation_steps, args.num_subclasses) == (3e-4, 4, 4)
+    with pytest.raises(ValueError, match="--method must be one of"):
+        LELPConfig(**existing.to_dict(), method="lelpp")
