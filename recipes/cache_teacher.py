@@ -23,8 +23,13 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, args = parse_with_config((DataArguments, ModelArguments, LELPConfig), argv)
     setup_logging(args.should_log)
     cache = ensure_teacher_cache(load_data(data_args, args.seed), data_args, model_args, args)
-    summary = {"cache_dir": cache.path, "num_examples": cache.num_examples, "hidden_size": cache.hidden_size,
-               "num_labels": cache.num_labels, "head_module": cache.meta["head_module"]}
+    summary = {
+        "cache_dir": cache.path,
+        "num_examples": cache.num_examples,
+        "hidden_size": cache.hidden_size,
+        "num_labels": cache.num_labels,
+        "head_module": cache.meta["head_module"],
+    }
     if args.should_save:
         print(json.dumps(summary, indent=2))
     return summary
