@@ -306,7 +306,12 @@ def main() -> None:
     parser.add_argument("--output", default=os.path.join(HERE, "results", "perf.json"))
     parser.add_argument("--large_n", type=int, default=1_600_000)
     parser.add_argument("--only_memory", action="store_true", help="rerun the memory rows, keep the others")
+    parser.add_argument("--markdown_only", action="store_true", help="rewrite PERF.md from the existing JSON")
     options = parser.parse_args()
+    if options.markdown_only:
+        with open(options.output, encoding="utf-8") as handle:
+            write_markdown(json.load(handle), os.path.join(HERE, "PERF.md"))
+        return
     if options.rss_child:
         rss_child(options.rss_child, options.steps)
         return
@@ -404,6 +409,19 @@ def write_markdown(results: list[dict], path: str) -> None:
         lines.append(
             f"| {row['name']} | {row['value']} | {row['unit']} | {TARGETS.get(row['name'], '')} | {row['device']} |"
         )
+    lines += [
+        "",
+        "Notes on reading the table:",
+        "- `rss_growth` is the ratio of peak resident memory (VmHWM) of the training run at N = 1.6M over N = 100k. "
+        "It includes file-backed pages of memory-mapped files, and the run reads its *token dataset* (Arrow, "
+        "memory-mapped by `datasets`) at random rows: kernel fault-around maps neighbouring pages too, so "
+        "`file_rss_*` grows with the file size for a fixed number of steps. hf-lelp's own cache is read with "
+        "`pread` and does not contribute. Anonymous memory (`anon_rss_growth`, the heap the run actually needs) "
+        "is flat. File-backed pages are page cache that the kernel reclaims under pressure; a run that must keep "
+        "VmHWM flat can pre-shuffle the token dataset on disk and read it sequentially.",
+        "- `trainer_overhead` is a median over interleaved repeats; on a shared 2-core CPU single repeats vary by "
+        "about ±5%, so values slightly above 1 are noise, not a speed-up.",
+    ]
     if not any(row["device"].startswith("cuda") for row in results):
         lines += ["", "No GPU was available to this run: bf16 rows and GPU throughput appear only when one is."]
     with open(path, "w", encoding="utf-8") as handle:

@@ -12,9 +12,10 @@ from conftest import VOCAB, make_split, tiny_bert
 from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache
 
 
-def tiny_roberta(num_labels=2):
+def tiny_model(config_class, model_class, num_labels=2):
+    """A one-layer model of another head style (RoBERTa/MPNet: dense + tanh + out_proj)."""
     torch.manual_seed(0)
-    config = RobertaConfig(
+    config = config_class(
         vocab_size=len(VOCAB),
         hidden_size=32,
         num_hidden_layers=1,
@@ -24,22 +25,7 @@ def tiny_roberta(num_labels=2):
         pad_token_id=0,
         num_labels=num_labels,
     )
-    return RobertaForSequenceClassification(config).eval()
-
-
-def tiny_mpnet(num_labels=2):
-    torch.manual_seed(0)
-    config = MPNetConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=80,
-        pad_token_id=0,
-        num_labels=num_labels,
-    )
-    return MPNetForSequenceClassification(config).eval()
+    return model_class(config).eval()
 
 
 def build(teacher, tokenizer, split, path, **kwargs):
@@ -52,8 +38,8 @@ def build(teacher, tokenizer, split, path, **kwargs):
     "make_teacher,head_name",
     [
         (lambda: tiny_bert(2), "classifier"),
-        (tiny_roberta, "classifier.out_proj"),
-        (tiny_mpnet, "classifier.out_proj"),
+        (lambda: tiny_model(RobertaConfig, RobertaForSequenceClassification), "classifier.out_proj"),
+        (lambda: tiny_model(MPNetConfig, MPNetForSequenceClassification), "classifier.out_proj"),
     ],
 )
 def test_cached_hidden_reproduces_teacher_logits(tokenizer, tmp_path, make_teacher, head_name):
