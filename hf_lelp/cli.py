@@ -33,6 +33,13 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "Token limit for teacher and student inputs."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Seeded random cap on the train split."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Seeded random cap on the eval split."})
+    subset_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the --max_*_examples subsets. Separate from --seed so that training seeds vary the "
+            "run, not the data (and the teacher cache stays valid across seeds)."
+        },
+    )
     eval_split: str = field(default="test", metadata={"help": "Split used for the final evaluation."})
 
     def data_files(self) -> dict[str, str] | None:

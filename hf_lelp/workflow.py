@@ -33,7 +33,7 @@ from .trainer import LELPTrainer
 logger = logging.getLogger(__name__)
 
 
-def load_data(data_args: DataArguments, seed: int) -> TextClassificationData:
+def load_data(data_args: DataArguments) -> TextClassificationData:
     data = load_text_classification(
         data_args.dataset,
         text_column=data_args.text_column,
@@ -42,7 +42,7 @@ def load_data(data_args: DataArguments, seed: int) -> TextClassificationData:
         data_files=data_args.data_files(),
         max_examples=data_args.caps(),
         encoding=data_args.encoding,
-        seed=seed,
+        seed=data_args.subset_seed,
     )
     if "train" not in data.splits:
         raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
@@ -192,7 +192,7 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     start = time.time()
     check_process_group(args)
     set_seed(args.seed)
-    data = load_data(data_args, args.seed)
+    data = load_data(data_args)
     check_labels_for_method(data, args)
     cache = projections = None
     if args.method in ("lelp", "kd"):

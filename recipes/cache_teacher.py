@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     data_args, model_args, args = parse_with_config((DataArguments, ModelArguments, LELPConfig), argv)
     setup_logging(args.should_log)
-    cache = ensure_teacher_cache(load_data(data_args, args.seed), data_args, model_args, args)
+    cache = ensure_teacher_cache(load_data(data_args), data_args, model_args, args)
     summary = {
         "cache_dir": cache.path,
         "num_examples": cache.num_examples,

@@ -35,7 +35,7 @@ class TeacherArguments:
 def main(argv: list[str] | None = None) -> dict:
     data_args, teacher_args, args = parse_with_config((DataArguments, TeacherArguments, TrainingArguments), argv)
     set_seed(args.seed)
-    data = load_data(data_args, args.seed)
+    data = load_data(data_args)
     path = resolve_model(teacher_args.teacher_model)
     model = load_student(path, data.label_names, teacher_args.teacher_num_layers)
     tokenizer = AutoTokenizer.from_pretrained(path)
