@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 import torch
+from accelerate import Accelerator
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,6 +81,9 @@ def cache_dtype_effect(work: str) -> list[dict]:
     data = load_data(DataArguments(max_train_examples=2000, max_length=64))
     teacher = AutoModelForSequenceClassification.from_pretrained(TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(TEACHER)
+    # An explicit float32 teacher pass: a default Accelerator() would inherit the mixed precision of an earlier
+    # bf16 run in this process, and every cache would then hold bf16-rounded embeddings.
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
     caches = {
         dtype: build_teacher_cache(
             teacher,
@@ -89,6 +93,7 @@ def cache_dtype_effect(work: str) -> list[dict]:
             label_names=data.label_names,
             max_length=64,
             dtype=dtype,
+            accelerator=accelerator,
         )
         for dtype in ("float32", "float16", "bfloat16")
     }
@@ -121,8 +126,12 @@ def main() -> None:
         raise SystemExit(f"{TEACHER} is missing: run `make demo` (or recipes/train_teacher.py) first.")
     work = tempfile.mkdtemp(prefix="hf_lelp_precision_")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    runs = training_runs(work)
-    caches = cache_dtype_effect(work)
+    caches = cache_dtype_effect(work)  # first: before any bf16 run has set this process's accelerator state
+    if "--only_cache_dtypes" in sys.argv:  # keep the training runs of the last full run
+        with open(os.path.join(HERE, "results", "precision.json"), encoding="utf-8") as handle:
+            runs = json.load(handle)["runs"]
+    else:
+        runs = training_runs(work)
     shutil.rmtree(work)
     summary = {}
     for name in sorted({r["precision"] for r in runs}):
