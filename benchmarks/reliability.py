@@ -103,7 +103,7 @@ BAD_INPUTS = [
     (
         "a label in eval absent from train",
         "warning at load; with label grouping the fit refuses the empty class",
-        "test_class_with_too_few_examples_is_a_clear_error",
+        "test_class_present_in_eval_but_absent_from_train_is_reported_and_refused_by_the_fit",
     ),
     (
         "a class with fewer than S + 1 examples",

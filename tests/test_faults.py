@@ -226,3 +226,40 @@ def test_cache_refuses_teacher_with_other_classes(tmp_path):
     generic = tiny_bert(2).config
     generic.id2label = {0: "LABEL_0", 1: "LABEL_1"}
     check_teacher_labels(generic, ["neg", "pos"])  # unnamed classes: nothing to compare, accepted
+
+
+@pytest.mark.bad_input
+def test_class_present_in_eval_but_absent_from_train_is_reported_and_refused_by_the_fit(tmp_path, caplog):
+    from hf_lelp.cli import DataArguments
+    from hf_lelp.workflow import load_data
+
+    pd.DataFrame({"text": ["good", "fine", "great"], "label": ["pos", "pos", "pos"]}).to_csv(tmp_path / "train.csv")
+    pd.DataFrame({"text": ["bad", "good"], "label": ["neg", "pos"]}).to_csv(tmp_path / "test.csv")
+    args = DataArguments(dataset="local", train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"))
+    with caplog.at_level(logging.WARNING, logger="hf_lelp"):
+        data = load_data(args)
+    assert "Split 'test' has classes absent from train: ['neg']" in caplog.text
+    assert data.label_names == ["neg", "pos"]
+    # The fit refuses a class with no examples, naming it (here class_0 is dropped from the transfer set).
+    without_class_0 = _drop_class(tmp_path, synthetic_cache(tmp_path / "cache", n=20, d=8, c=2))
+    with pytest.raises(ValueError, match=r"fewer than S \+ 1 = 3 examples.*'class_0': 0"):
+        fit_projections(without_class_0, FitOptions(num_subclasses=2))
+
+
+def _drop_class(tmp_path, cache):
+    """A copy of `cache` whose class-0 rows are gone: class 0 has no examples at all."""
+    from hf_lelp.cache import write_cache
+
+    keep = np.asarray(cache.labels) == 1
+    hidden = torch.from_numpy(np.asarray(cache.hidden)[keep])
+    logits = torch.from_numpy(np.asarray(cache.logits)[keep])
+    fingerprint = dict(cache.fingerprint)
+    return write_cache(
+        str(tmp_path / "dropped"),
+        hidden,
+        logits,
+        torch.ones(int(keep.sum()), dtype=torch.long),
+        cache.weight,
+        cache.bias,
+        fingerprint,
+    )
