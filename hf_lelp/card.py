@@ -32,7 +32,7 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
         "eval_split": eval_split,
         "max_length": data_args.max_length,
         "baselines": baselines,
-        "peft": getattr(model_args, "use_peft", False)
+        "peft": model_args.use_peft
         and {
             "r": model_args.lora_r,
             "alpha": model_args.lora_alpha,
