@@ -27,6 +27,13 @@ class DataArguments:
     encoding: str = field(default="utf-8", metadata={"help": "Text encoding of local csv/json files."})
     text_column: str = field(default="text", metadata={"help": "Name of the text column."})
     label_column: str = field(default="label", metadata={"help": "Name of the label column."})
+    fine_label_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column of known fine labels (subclasses) for --method oracle; the offline 20newsgroups_binary "
+            "and 20newsgroups_4class groupings have one built in."
+        },
+    )
     class_names: list[str] | None = field(
         default=None, metadata={"help": "Class names in label-id order; inferred (sorted) from the data when omitted."}
     )

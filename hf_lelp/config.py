@@ -12,7 +12,26 @@ from transformers import TrainingArguments
 
 from .projections import GROUPINGS, FitOptions
 
-METHODS = ("lelp", "kd", "ce")
+# Pseudo-subclass methods: LELP and the ablations that change where the subclasses come from.
+PROJECTION_METHODS = ("lelp", "pca", "no_rotation", "random", "random_ensemble")
+SUBCLASS_METHODS = (*PROJECTION_METHODS, "kmeans", "oracle")
+# Embedding baselines: KD on the cached logits plus a feature term on the cached teacher embedding.
+FEATURE_METHODS = ("fitnet", "rkd", "pkt")
+METHODS = (*SUBCLASS_METHODS, "kd", *FEATURE_METHODS, "ce")
+METHOD_HELP = {
+    "lelp": "pseudo-subclass targets from null-space per-class PCA (the paper)",
+    "pca": "ablation: per-class PCA without the null-space projection",
+    "no_rotation": "ablation: LELP without the random rotation",
+    "random": "ablation: random null-space directions instead of principal ones",
+    "random_ensemble": "ablation: mean loss over --ensemble_size independent random projections",
+    "kmeans": "ablation: S k-means clusters per class (null space) as subclasses",
+    "oracle": "known fine labels (--fine_label_column) as subclasses: an upper bound",
+    "kd": "Hinton KD on the cached teacher logits",
+    "fitnet": "KD + MSE between a learned regression of the student features and the teacher embedding",
+    "rkd": "KD + relational distance and angle losses between student features and teacher embeddings",
+    "pkt": "KD + probabilistic knowledge transfer (cosine-similarity distributions)",
+    "ce": "labels only, no teacher",
+}
 
 
 @dataclass
@@ -20,8 +39,9 @@ class LELPConfig(TrainingArguments):
     method: str = field(
         default="lelp",
         metadata={
-            "help": f"Distillation method, one of {METHODS}: 'lelp' (pseudo-subclass targets), 'kd' (Hinton KD on the "
-            "cached teacher logits), 'ce' (labels only, no teacher)."
+            "help": "Distillation method: "
+            + "; ".join(f"'{name}': {text}" for name, text in METHOD_HELP.items())
+            + ". Every method except 'ce' reads the teacher from the cache."
         },
     )
     num_subclasses: int = field(
@@ -68,6 +88,15 @@ class LELPConfig(TrainingArguments):
         metadata={"help": "Randomly rotate each class's S principal directions (paper). False = ablation."},
     )
     projection_seed: int = field(default=0, metadata={"help": "Seed of the random rotations (saved with them)."})
+    ensemble_size: int = field(
+        default=4, metadata={"help": "K, random projections averaged by --method random_ensemble (ours)."}
+    )
+    feature_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the feature term of fitnet/rkd/pkt added to the KD loss (ours; choose on validation)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -77,14 +106,30 @@ class LELPConfig(TrainingArguments):
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
-        if self.method == "lelp":
+        if self.method in PROJECTION_METHODS:
             self.fit_options()  # validates num_subclasses and grouping
+        if self.ensemble_size < 1 or self.feature_loss_weight < 0:
+            raise ValueError("--ensemble_size must be >= 1 and --feature_loss_weight >= 0.")
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.method != "ce"
+
+    @property
+    def subclass_columns(self) -> int:
+        """Subclass logits per class that the student's extra head needs (1 = no extra head)."""
+        if self.method not in SUBCLASS_METHODS:
+            return 1
+        return self.num_subclasses * (self.ensemble_size if self.method == "random_ensemble" else 1)
 
     def fit_options(self) -> FitOptions:
+        """Projection options of this method: the ablations switch off one step of LELP each."""
         return FitOptions(
             num_subclasses=self.num_subclasses,
             grouping=self.grouping,
-            null_space=self.null_space,
-            rotate=self.rotate,
+            null_space=self.null_space and self.method != "pca",
+            rotate=self.rotate and self.method != "no_rotation",
             seed=self.projection_seed,
+            directions="random" if self.method in ("random", "random_ensemble") else "pca",
+            num_members=self.ensemble_size if self.method == "random_ensemble" else 1,
         )

@@ -19,6 +19,7 @@ import pandas as pd
 EXAMPLE_ID = "example_id"
 TEXT = "text"
 LABEL = "label"
+FINE_LABEL = "fine_label"  # optional: known subclasses (the `oracle` method, the explorer's agreement score)
 UNLABELLED = -1
 logger = logging.getLogger(__name__)  # label value of transfer examples without a label
 
@@ -96,11 +97,40 @@ def _orange(prefix: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
     return frames, sorted(frames["train"][LABEL].unique())
 
 
+# 20 Newsgroups grouped into coarse classes; the 20 (here 19: misc.forsale fits no group) newsgroups become the
+# known fine labels, the NLP counterpart of the paper's binarised CIFAR-100.
+NEWSGROUP_GROUPINGS = {
+    "20newsgroups_binary": {"technology": ("comp.", "sci."), "society_and_leisure": ("rec.", "talk.", "alt.", "soc.")},
+    "20newsgroups_4class": {
+        "computers": ("comp.",),
+        "recreation": ("rec.",),
+        "science": ("sci.",),
+        "politics_and_religion": ("talk.", "alt.", "soc."),
+    },
+}
+
+
+def _grouped_newsgroups(name: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    groups = NEWSGROUP_GROUPINGS[name]
+    frames, _ = _orange("20newsgroups")
+
+    def coarse(newsgroup: str) -> str | None:
+        return next((group for group, prefixes in groups.items() if newsgroup.startswith(prefixes)), None)
+
+    grouped = {}
+    for split, frame in frames.items():
+        frame = frame.assign(**{FINE_LABEL: frame[LABEL], LABEL: frame[LABEL].map(coarse)})
+        grouped[split] = frame[frame[LABEL].notna()].reset_index(drop=True)
+    return grouped, list(groups)
+
+
 OFFLINE_DATASETS = {
     "rotten_tomatoes": _rotten_tomatoes,
     "tweets": _tweets,
     "reuters8": lambda: _orange("reuters-r8"),
     "20newsgroups": lambda: _orange("20newsgroups"),
+    "20newsgroups_binary": lambda: _grouped_newsgroups("20newsgroups_binary"),
+    "20newsgroups_4class": lambda: _grouped_newsgroups("20newsgroups_4class"),
 }
 
 
@@ -136,7 +166,9 @@ def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) 
     return {split: loaded[split].to_pandas() for split in loaded}
 
 
-def _rename_columns(frame: pd.DataFrame, text_column: str, label_column: str | None, split: str) -> pd.DataFrame:
+def _rename_columns(
+    frame: pd.DataFrame, text_column: str, label_column: str | None, split: str, fine_label_column: str | None = None
+) -> pd.DataFrame:
     if text_column not in frame.columns:
         raise KeyError(
             f"Split '{split}' has no text column '{text_column}' (columns: {list(frame.columns)}). "
@@ -150,10 +182,17 @@ def _rename_columns(frame: pd.DataFrame, text_column: str, label_column: str | N
             f"Split '{split}' has no label column '{label_column}' (columns: {list(frame.columns)}). "
             "Pass --label_column with the right name, or --label_column '' for an unlabelled transfer set."
         )
+    if fine_label_column:
+        if fine_label_column not in frame.columns and split == "train":
+            raise KeyError(
+                f"Split '{split}' has no fine-label column '{fine_label_column}' (columns: {list(frame.columns)}). "
+                "Pass --fine_label_column with the right name."
+            )
+        columns[fine_label_column] = FINE_LABEL
     frame = frame.rename(columns=columns)
     if LABEL not in frame.columns:
         frame[LABEL] = None
-    return frame[[TEXT, LABEL]]
+    return frame[[c for c in (TEXT, LABEL, FINE_LABEL) if c in frame.columns]]
 
 
 def _encode_labels(frame: pd.DataFrame, label_names: list[str], split: str) -> np.ndarray:
@@ -195,6 +234,7 @@ def load_text_classification(
     max_examples: dict[str, int] | None = None,
     seed: int = 0,
     encoding: str = "utf-8",
+    fine_label_column: str | None = None,
 ) -> TextClassificationData:
     """Load `source` (an offline short name, a local file, or a Hub id) as int-labelled splits with example ids.
 
@@ -206,7 +246,10 @@ def load_text_classification(
         label_names = label_names or names
     else:
         frames = _load_frames(source, data_files, encoding)
-        frames = {split: _rename_columns(f, text_column, label_column, split) for split, f in frames.items()}
+        frames = {
+            split: _rename_columns(f, text_column, label_column, split, fine_label_column)
+            for split, f in frames.items()
+        }
         label_names = label_names or _infer_label_names(frames)
     if len(label_names) < 2:
         raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
@@ -223,13 +266,14 @@ def load_text_classification(
             logger.warning(
                 "Split '%s': %d empty or whitespace-only texts (example ids %s...).", split, len(blank), blank[:10]
             )
-        splits[split] = datasets.Dataset.from_dict(
-            {
-                EXAMPLE_ID: np.arange(len(frame), dtype=np.int64),
-                TEXT: texts,
-                LABEL: _encode_labels(frame, label_names, split),
-            }
-        )
+        columns = {
+            EXAMPLE_ID: np.arange(len(frame), dtype=np.int64),
+            TEXT: texts,
+            LABEL: _encode_labels(frame, label_names, split),
+        }
+        if FINE_LABEL in frame.columns:
+            columns[FINE_LABEL] = ["" if v is None or v != v else str(v) for v in frame[FINE_LABEL]]
+        splits[split] = datasets.Dataset.from_dict(columns)
     return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=source)
 
 
@@ -252,7 +296,8 @@ def tokenize_split(split: datasets.Dataset, tokenizer, max_length: int) -> datas
         encoded["labels"] = list(batch[LABEL])
         return encoded
 
-    tokenized = split.map(encode, batched=True, remove_columns=[TEXT, LABEL], desc="Tokenising")
+    dropped = [c for c in (TEXT, LABEL, FINE_LABEL) if c in split.column_names]
+    tokenized = split.map(encode, batched=True, remove_columns=dropped, desc="Tokenising")
     # A text that fills max_length was (almost always) cut: counted and reported, never silently.
     truncated = sum(n >= max_length for n in map(len, tokenized["input_ids"]))
     if truncated:

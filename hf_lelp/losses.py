@@ -6,20 +6,29 @@ cross-entropy) LELP with S = 1 is *exactly* vanilla KD, which the tests check.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 
 def lelp_targets(
-    scores: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, subclass_temperature: float
+    scores: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    subclass_temperature: float,
+    num_members: int = 1,
 ) -> torch.Tensor:
     """Pseudo-subclass targets [B, C, S]: target_{c,s} = softmax(t/τ)_c · softmax_s(z_{c,·}/β)_s.
 
-    Each class's S probabilities sum to the teacher's p_c, so every row sums to 1.
+    Each class's S probabilities sum to the teacher's p_c, so every row sums to 1. With `num_members` = K > 1 the
+    last axis holds K groups of S scores (an ensemble of K projections): the softmax runs within each group and
+    each group gets weight 1/K, so the KL to these targets is the mean of the K members' KLs.
     """
     class_probs = torch.softmax(teacher_logits.float() / temperature, dim=-1)
-    within = torch.softmax(scores.float() / subclass_temperature, dim=-1)
-    return class_probs.unsqueeze(-1) * within
+    b, c, ks = scores.shape
+    within = torch.softmax(scores.float().view(b, c, num_members, ks // num_members) / subclass_temperature, dim=-1)
+    return class_probs.unsqueeze(-1) * within.view(b, c, ks) / num_members
 
 
 def soft_kl(student_log_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -31,17 +40,19 @@ def soft_kl(student_log_probs: torch.Tensor, target_probs: torch.Tensor) -> torc
 
 
 def factorized_log_probs(
-    class_logits: torch.Tensor, subclass_logits: torch.Tensor | None, temperature: float
+    class_logits: torch.Tensor, subclass_logits: torch.Tensor | None, temperature: float, num_members: int = 1
 ) -> torch.Tensor:
     """Student log q_{c,s} = log softmax(u/τ)_c + log softmax_s(v_{c,·}/τ)_s, shape [B, C, S].
 
-    With no subclass logits (S = 1) this is the class log-softmax with a trailing axis of size 1.
+    With no subclass logits (S = 1) this is the class log-softmax with a trailing axis of size 1. With K members
+    the softmax over s runs within each of the K groups and each group is weighted 1/K (see `lelp_targets`).
     """
     log_class = torch.log_softmax(class_logits.float() / temperature, dim=-1).unsqueeze(-1)
     if subclass_logits is None:
         return log_class
     b, c = class_logits.shape
-    log_within = torch.log_softmax(subclass_logits.float().view(b, c, -1) / temperature, dim=-1)
+    grouped = subclass_logits.float().view(b, c, num_members, -1) / temperature
+    log_within = torch.log_softmax(grouped, dim=-1).view(b, c, -1) - math.log(num_members)
     return log_class + log_within
 
 
@@ -51,9 +62,10 @@ def lelp_loss(
     targets: torch.Tensor,
     temperature: float,
     scale_by_temperature_squared: bool = True,
+    num_members: int = 1,
 ) -> torch.Tensor:
     """KL between the C·S pseudo-subclass targets and the student's C·S distribution (× τ², Hinton's scaling)."""
-    loss = soft_kl(factorized_log_probs(class_logits, subclass_logits, temperature), targets)
+    loss = soft_kl(factorized_log_probs(class_logits, subclass_logits, temperature, num_members), targets)
     return loss * temperature**2 if scale_by_temperature_squared else loss
 
 
@@ -76,3 +88,52 @@ def ce_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if bool((labels >= 0).any())
         else (class_logits.float().sum() * 0.0)
     )
+
+
+def fitnet_loss(regressed_features: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """FitNet hint loss (Romero et al. 2015): mean squared error between the student's features mapped to the
+    teacher's size by a learned linear regressor and the cached teacher embedding, averaged over D and the batch."""
+    return F.mse_loss(regressed_features.float(), teacher_hidden.float())
+
+
+def _pairwise_distances(features: torch.Tensor) -> torch.Tensor:
+    squared = features.pow(2).sum(dim=1)
+    return (squared.unsqueeze(0) + squared.unsqueeze(1) - 2 * features @ features.T).clamp_min(1e-12).sqrt()
+
+
+def rkd_distance_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD-D (Park et al. 2019): Huber loss between pairwise distances, each set divided by its mean distance."""
+    off_diagonal = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+    t = _pairwise_distances(teacher.float())[off_diagonal]
+    s = _pairwise_distances(student.float())[off_diagonal]
+    return F.smooth_l1_loss(s / s.mean(), t / t.mean())
+
+
+def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD-A: Huber loss between the cosines of the angles ∠(e_i - e_j, e_k - e_j) over all triplets."""
+
+    def cosines(features: torch.Tensor) -> torch.Tensor:
+        differences = F.normalize(features.unsqueeze(0) - features.unsqueeze(1), p=2, dim=2)  # [j, i, D]
+        return torch.bmm(differences, differences.transpose(1, 2)).flatten()
+
+    return F.smooth_l1_loss(cosines(student.float()), cosines(teacher.float()))
+
+
+def rkd_loss(
+    student: torch.Tensor, teacher: torch.Tensor, distance_weight: float = 1.0, angle_weight: float = 2.0
+) -> torch.Tensor:
+    """Relational KD: distance + angle terms (the 1 : 2 ratio of the paper's 25 : 50 weights)."""
+    return distance_weight * rkd_distance_loss(student, teacher) + angle_weight * rkd_angle_loss(student, teacher)
+
+
+def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """PKT (Passalis & Tefas 2018): cosine similarities mapped to [0, 1], normalised per row into conditional
+    probabilities; the loss is Σ_ij t_ij log(t_ij / s_ij) averaged over rows (the authors' formulation)."""
+
+    def conditional(features: torch.Tensor) -> torch.Tensor:
+        normalised = F.normalize(features.float(), p=2, dim=1)
+        similarity = (normalised @ normalised.T + 1.0) / 2.0
+        return similarity / similarity.sum(dim=1, keepdim=True)
+
+    s, t = conditional(student), conditional(teacher)
+    return (t * torch.log((t + eps) / (s + eps))).sum(dim=1).mean()

@@ -61,53 +61,81 @@ def attach_subclass_head(model: nn.Module, num_labels: int, num_subclasses: int,
     return head
 
 
+FEATURE_REGRESSOR = "lelp_feature_regressor"
+# Training-only modules: stripped from every export, kept as side files so that checkpoints resume exactly.
+AUXILIARY_FILES = {SUBCLASS_HEAD: SUBCLASS_HEAD_FILE, FEATURE_REGRESSOR: "lelp_feature_regressor.safetensors"}
+
+
+def attach_feature_regressor(model: nn.Module, num_labels: int, teacher_size: int, seed: int = 0) -> nn.Linear:
+    """FitNet's learned regressor (student features -> teacher embedding size), trained with the student."""
+    _, classifier = find_output_layer(model, num_labels)
+    regressor = nn.Linear(classifier.in_features, teacher_size)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        regressor.weight.normal_(0.0, classifier.in_features**-0.5, generator=generator)
+        regressor.bias.zero_()
+    regressor.to(device=classifier.weight.device, dtype=classifier.weight.dtype)
+    model.add_module(FEATURE_REGRESSOR, regressor)
+    return regressor
+
+
+def auxiliary_module(model: nn.Module, name: str) -> nn.Module | None:
+    """The training-only module `name` (also inside DDP or PEFT wrappers), or None."""
+    for module in model.modules():
+        if isinstance(getattr(module, name, None), nn.Module):  # nn.Linear, or PEFT's wrapper of it
+            return getattr(module, name)
+    return None
+
+
 def subclass_head(model: nn.Module) -> nn.Module | None:
-    owner = _head_owner(model)
-    return getattr(owner, SUBCLASS_HEAD) if owner is not None else None
+    return auxiliary_module(model, SUBCLASS_HEAD)
 
 
 def _head_owner(model: nn.Module) -> nn.Module | None:
-    """The module the subclass head was attached to (the transformers model, also inside DDP or PEFT wrappers)."""
+    """The module the auxiliary layers were attached to (the transformers model, also inside DDP or PEFT)."""
     for module in model.modules():
-        if isinstance(getattr(module, SUBCLASS_HEAD, None), nn.Module):  # nn.Linear, or PEFT's wrapper of it
+        if any(isinstance(getattr(module, name, None), nn.Module) for name in AUXILIARY_FILES):
             return module
     return None
 
 
 SUBCLASS_LOGITS = "lelp_subclass_logits"
+STUDENT_FEATURES = "lelp_features"
 
 
 @functools.cache
-def _with_subclass_field(output_type: type) -> type:
-    """`output_type` plus a `lelp_subclass_logits` field. A real dataclass field (not an added key) because DDP
-    rebuilds outputs as `type(output)(**fields)`."""
+def _with_auxiliary_fields(output_type: type) -> type:
+    """`output_type` plus `lelp_subclass_logits` and `lelp_features` fields. Real dataclass fields (not added
+    keys) because DDP rebuilds outputs as `type(output)(**fields)`."""
     return dataclasses.make_dataclass(
         f"{output_type.__name__}WithSubclasses",
-        [(SUBCLASS_LOGITS, torch.Tensor | None, dataclasses.field(default=None))],
+        [(name, torch.Tensor | None, dataclasses.field(default=None)) for name in (SUBCLASS_LOGITS, STUDENT_FEATURES)],
         bases=(output_type,),
     )
 
 
 @contextmanager
-def subclass_logits_of(model: nn.Module, num_labels: int):
-    """While active, the model's output also holds `lelp_subclass_logits` [B, C·S] (when it has the head).
+def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = False):
+    """While active, the model's output also holds `lelp_subclass_logits` [B, C·S] (when it has the head) and,
+    with `with_features`, `lelp_features`: the classifier's input (what FitNet, RKD and PKT compare).
 
     The head runs on the classifier's input inside the model's forward, and its logits are put into the model's
     output: DDP then sees them as part of the forward graph (no "unused parameter" confusion).
     """
-    owner = _head_owner(model)
+    owner = _head_owner(model) if not with_features else _head_owner(model) or _unwrapped(model)
     if owner is None:
         yield
         return
-    head = getattr(owner, SUBCLASS_HEAD)
+    head = getattr(owner, SUBCLASS_HEAD, None)
     _, classifier = find_output_layer(owner, num_labels)
-    store: dict[str, torch.Tensor] = {}
+    store: dict[str, torch.Tensor | None] = {}
 
     def on_classifier(_module, args, _output):
-        store["logits"] = head(args[0])
+        store[SUBCLASS_LOGITS] = head(args[0]) if head is not None else None
+        store[STUDENT_FEATURES] = args[0] if with_features else None
 
     def on_model(_module, _args, output):
-        return _with_subclass_field(type(output))(**dict(output), **{SUBCLASS_LOGITS: store.pop("logits")})
+        return _with_auxiliary_fields(type(output))(**dict(output), **store)
 
     handles = [classifier.register_forward_hook(on_classifier), owner.register_forward_hook(on_model)]
     try:
@@ -117,26 +145,54 @@ def subclass_logits_of(model: nn.Module, num_labels: int):
             handle.remove()
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The transformers model inside DDP (`.module`) or PEFT (`.base_model.model`) wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    if is_peft_model(model):
+        model = model.base_model.model
+    return model
+
+
+def split_auxiliary(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict[str, dict]]:
+    """(weights of the plain C-class model, {auxiliary module name: its weights}) from a full state dict."""
+    base = {k: v for k, v in state_dict.items() if not any(name in k for name in AUXILIARY_FILES)}
+    auxiliary = {
+        name: {k.split(name + ".")[-1]: v for k, v in state_dict.items() if name in k} for name in AUXILIARY_FILES
+    }
+    return base, {name: weights for name, weights in auxiliary.items() if weights}
+
+
 def split_subclass_head(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """(weights of the plain C-class model, weights of the subclass head) from a full state dict."""
-    base = {k: v for k, v in state_dict.items() if SUBCLASS_HEAD not in k}
-    head = {k.split(SUBCLASS_HEAD + ".")[-1]: v for k, v in state_dict.items() if SUBCLASS_HEAD in k}
-    return base, head
+    base, auxiliary = split_auxiliary(state_dict)
+    return base, auxiliary.get(SUBCLASS_HEAD, {})
+
+
+def save_auxiliary(auxiliary: dict[str, dict[str, torch.Tensor]], output_dir: str) -> None:
+    for name, weights in auxiliary.items():
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        write_atomic(os.path.join(output_dir, AUXILIARY_FILES[name]), lambda p, t=tensors: save_file(t, p))
 
 
 def save_subclass_head(head_state: dict[str, torch.Tensor], output_dir: str) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in head_state.items()}
-    write_atomic(os.path.join(output_dir, SUBCLASS_HEAD_FILE), lambda p: save_file(tensors, p))
+    save_auxiliary({SUBCLASS_HEAD: head_state}, output_dir)
+
+
+def load_auxiliary(model: nn.Module, checkpoint_dir: str) -> list[str]:
+    """Restore the training-only modules saved beside a checkpoint; returns the names restored."""
+    restored = []
+    for name, file_name in AUXILIARY_FILES.items():
+        module, path = auxiliary_module(model, name), os.path.join(checkpoint_dir, file_name)
+        if module is not None and os.path.isfile(path):
+            module.load_state_dict({k: v.to(module.weight.device) for k, v in load_file(path).items()})
+            restored.append(name)
+    return restored
 
 
 def load_subclass_head(model: nn.Module, checkpoint_dir: str) -> bool:
     """Restore the subclass head saved beside a checkpoint; False when the model or checkpoint has none."""
-    head = subclass_head(model)
-    path = os.path.join(checkpoint_dir, SUBCLASS_HEAD_FILE)
-    if head is None or not os.path.isfile(path):
-        return False
-    head.load_state_dict({k: v.to(head.weight.device) for k, v in load_file(path).items()})
-    return True
+    return SUBCLASS_HEAD in load_auxiliary(model, checkpoint_dir)
 
 
 def apply_lora(
@@ -148,8 +204,7 @@ def apply_lora(
 
     classifier_name, _ = find_output_layer(model, num_labels)
     modules_to_save = [classifier_name.split(".")[0]]
-    if subclass_head(model) is not None:
-        modules_to_save.append(SUBCLASS_HEAD)
+    modules_to_save += [name for name in AUXILIARY_FILES if auxiliary_module(model, name) is not None]
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,

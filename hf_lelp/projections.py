@@ -20,6 +20,7 @@ from .cache import CacheMismatchError, CorruptCacheError, TeacherCache, check_fi
 from .io_utils import sha256_file, write_atomic
 
 GROUPINGS = ("label", "prediction")
+DIRECTIONS = ("pca", "random")
 
 
 @dataclass
@@ -31,17 +32,24 @@ class FitOptions:
     null_space: bool = True  # False = the `pca` ablation
     rotate: bool = True  # False = the `no rotation` ablation
     seed: int = 0
+    directions: str = "pca"  # "random" = the random-projection ablation (seeded Gaussian directions)
+    num_members: int = 1  # K > 1: an ensemble of K independent sets of S random directions per class
 
     def __post_init__(self) -> None:
         if self.num_subclasses < 1:
             raise ValueError(f"num_subclasses must be >= 1, got {self.num_subclasses}.")
         if self.grouping not in GROUPINGS:
             raise ValueError(f"grouping must be one of {GROUPINGS}, got '{self.grouping}'.")
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got '{self.directions}'.")
+        if self.num_members < 1 or (self.num_members > 1 and self.directions != "random"):
+            raise ValueError("num_members > 1 (an ensemble) needs directions='random'; PCA directions are unique.")
 
     def slug(self) -> str:
+        kind = "" if self.directions == "pca" else f"-random{self.num_members}"
         return (
             f"S{self.num_subclasses}-{self.grouping}-{'null' if self.null_space else 'full'}"
-            f"-{'rot' if self.rotate else 'norot'}-seed{self.seed}"
+            f"-{'rot' if self.rotate else 'norot'}{kind}-seed{self.seed}"
         )
 
 
@@ -60,7 +68,16 @@ class SubclassProjections:
 
     @property
     def num_subclasses(self) -> int:
+        """Score columns per class: S, or K·S for an ensemble of K members."""
         return self.components.shape[2]
+
+    @property
+    def num_members(self) -> int:
+        return self.options.num_members
+
+    def subclass_scores(self, hidden: torch.Tensor, example_ids=None) -> torch.Tensor:
+        """The scorer interface shared with k-means and oracle subclasses (which may need the example ids)."""
+        return self.scores(hidden)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         basis = self.null_basis.to(hidden)
@@ -143,6 +160,17 @@ def random_rotation(size: int, generator: torch.Generator) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
+def random_null_space_directions(
+    d: int, count: int, basis: torch.Tensor, members: int, generator: torch.Generator
+) -> torch.Tensor:
+    """`count` random unit directions [D, count] inside the null space, orthonormal within each member's group."""
+    gaussian = torch.randn(d, count, generator=generator, dtype=torch.float64)
+    if basis.numel():
+        gaussian = gaussian - basis @ (basis.T @ gaussian)
+    groups = [torch.linalg.qr(group)[0] for group in gaussian.chunk(members, dim=1)]
+    return torch.cat(groups, dim=1)
+
+
 def class_groups(cache_labels: torch.Tensor, cache_logits: torch.Tensor, grouping: str) -> torch.Tensor:
     if grouping == "prediction":
         return cache_logits.argmax(dim=1)
@@ -163,6 +191,7 @@ def fit_projections(
     """One streaming pass over the cache, then C eigendecompositions. O(C·D²) memory, never O(N·D)."""
     options = options or FitOptions()
     c, d, s = cache.num_labels, cache.hidden_size, options.num_subclasses
+    members = options.num_members
     names = class_names or cache.fingerprint.get("label_names") or [str(i) for i in range(c)]
     basis = row_space_basis(cache.weight) if options.null_space else torch.zeros(d, 0, dtype=torch.float64)
     available = d - basis.shape[1]
@@ -203,16 +232,19 @@ def fit_projections(
         mean_shifted = sums[k] / counts[k]
         covariance = second[k] / counts[k] - torch.outer(mean_shifted, mean_shifted)
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
-        top_values = eigenvalues.flip(0)[:s].clamp_min(0)
-        top = eigenvectors.flip(1)[:, :s]
-        rotation = random_rotation(s, generator) if options.rotate else torch.eye(s, dtype=torch.float64)
-        components.append(top @ rotation)
-        # Variance of each rotated score: diag(Qᵀ Λ Q).
-        variances = (rotation**2 * top_values.unsqueeze(1)).sum(dim=0)
+        if options.directions == "random":
+            directions = random_null_space_directions(d, s * members, basis, members, generator)
+        else:
+            top = eigenvectors.flip(1)[:, :s]
+            rotation = random_rotation(s, generator) if options.rotate else torch.eye(s, dtype=torch.float64)
+            directions = top @ rotation
+        components.append(directions)
+        # Variance of each score: diag(Vᵀ Σ V) (for PCA directions, diag(Qᵀ Λ Q)).
+        variances = ((covariance @ directions) * directions).sum(dim=0).clamp_min(0)
         scales.append(variances.sqrt().clamp_min(1e-8 * float(eigenvalues.abs().max()) ** 0.5 + 1e-12))
         means.append(mean_shifted + shifts[k])
         total = float(eigenvalues.clamp_min(0).sum())
-        explained.append(float(top_values.sum()) / total if total > 0 else 0.0)
+        explained.append(float(variances.sum()) / members / total if total > 0 else 0.0)
     info = {
         "cache_fingerprint": cache.fingerprint,
         "class_counts": {names[k]: int(counts[k]) for k in range(c)},

@@ -15,20 +15,22 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .cache import TeacherCache
 from .card import trainer_card_context, write_model_card
-from .config import LELPConfig
+from .config import FEATURE_METHODS, SUBCLASS_METHODS, LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
-from .losses import ce_loss, kd_loss, lelp_loss, lelp_targets
+from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
 from .modeling import (
+    FEATURE_REGRESSOR,
+    STUDENT_FEATURES,
     SUBCLASS_HEAD_FILE,
     SUBCLASS_LOGITS,
+    auxiliary_module,
     is_peft_model,
-    load_subclass_head,
-    save_subclass_head,
-    split_subclass_head,
+    load_auxiliary,
+    save_auxiliary,
+    split_auxiliary,
     subclass_logits_of,
 )
-from .projections import SubclassProjections
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +78,21 @@ class LELPTrainer(Trainer):
         model=None,
         args: LELPConfig | None = None,
         teacher_cache: TeacherCache | None = None,
-        projections: SubclassProjections | None = None,
+        projections=None,
         card_context: dict | None = None,
         **kwargs,
     ):
         if args is None or not isinstance(args, LELPConfig):
             raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
-        if args.method in ("lelp", "kd") and teacher_cache is None:
+        if args.uses_teacher and teacher_cache is None:
             raise ValueError(f"--method {args.method} needs teacher_cache= (build it with build_teacher_cache).")
-        if args.method == "lelp" and projections is None:
-            raise ValueError("--method lelp needs projections= (fit them with fit_projections).")
+        if args.method in SUBCLASS_METHODS and projections is None:
+            raise ValueError(
+                f"--method {args.method} needs projections= (pseudo-subclasses: fit_projections, "
+                "fit_kmeans_subclasses or oracle_subclasses; see workflow.build_subclasses)."
+            )
         self.teacher_cache = teacher_cache
-        self.projections = projections
+        self.projections = projections  # any pseudo-subclass source with `subclass_scores(hidden, example_ids)`
         self.card_context = card_context  # static model-card facts; None = no card written
         self.final_results: dict | None = None
         self.num_labels = teacher_cache.num_labels if teacher_cache else model.config.num_labels
@@ -104,24 +109,19 @@ class LELPTrainer(Trainer):
         hidden, logits = self.teacher_cache.lookup(example_ids.detach().cpu().numpy())
         return hidden.to(device, non_blocking=True), logits.to(device, non_blocking=True)
 
-    def distillation_loss(self, class_logits, subclass_logits, example_ids, labels) -> torch.Tensor:
+    def distillation_loss(self, class_logits, subclass_logits, example_ids, labels, features=None) -> torch.Tensor:
         args: LELPConfig = self.args
         if args.method == "ce":
             return ce_loss(class_logits, labels)
         if example_ids is None:
             raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
         hidden, teacher_logits = self._teacher_batch(example_ids, class_logits.device)
-        if args.method == "kd":
-            soft = kd_loss(class_logits, teacher_logits, args.temperature, args.scale_by_temperature_squared)
+        if args.method in SUBCLASS_METHODS:
+            soft = self.subclass_loss(class_logits, subclass_logits, hidden, teacher_logits, example_ids)
         else:
-            if self.projections.components.device != class_logits.device:
-                self.projections = self.projections.to(class_logits.device)
-            targets = lelp_targets(
-                self.projections.scores(hidden), teacher_logits, args.temperature, args.subclass_temperature
-            )
-            soft = lelp_loss(
-                class_logits, subclass_logits, targets, args.temperature, args.scale_by_temperature_squared
-            )
+            soft = kd_loss(class_logits, teacher_logits, args.temperature, args.scale_by_temperature_squared)
+        if args.method in FEATURE_METHODS:
+            soft = soft + args.feature_loss_weight * self.feature_loss(features, hidden)
         if args.hard_label_weight > 0:
             if labels is None or not bool((labels >= 0).any()):
                 raise ValueError(
@@ -131,17 +131,59 @@ class LELPTrainer(Trainer):
             return (1 - args.hard_label_weight) * soft + args.hard_label_weight * ce_loss(class_logits, labels)
         return soft
 
+    def subclass_loss(self, class_logits, subclass_logits, hidden, teacher_logits, example_ids) -> torch.Tensor:
+        args: LELPConfig = self.args
+        source = self.projections
+        if getattr(self, "_subclass_device", None) != class_logits.device:
+            source = self.projections = source.to(class_logits.device)
+            self._subclass_device = class_logits.device
+        scores = source.subclass_scores(hidden, example_ids)
+        targets = lelp_targets(
+            scores, teacher_logits, args.temperature, args.subclass_temperature, num_members=source.num_members
+        )
+        if subclass_logits is None and scores.shape[-1] > 1:
+            raise ValueError(
+                f"--method {args.method} has {scores.shape[-1]} subclass columns but the student has no subclass head "
+                "(attach_subclass_head with that many columns)."
+            )
+        return lelp_loss(
+            class_logits,
+            subclass_logits,
+            targets,
+            args.temperature,
+            args.scale_by_temperature_squared,
+            num_members=source.num_members,
+        )
+
+    def feature_loss(self, features: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        method = self.args.method
+        if method == "fitnet":
+            regressor = auxiliary_module(self.model, FEATURE_REGRESSOR)
+            if regressor is None:
+                raise ValueError("--method fitnet needs the regressor: attach_feature_regressor(student, ...).")
+            return fitnet_loss(regressor(features), hidden)
+        if method == "rkd":
+            return rkd_loss(features, hidden)
+        return pkt_loss(features, hidden)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         example_ids = inputs.pop(EXAMPLE_ID, None)
         labels = inputs.pop("labels", None)
-        with subclass_logits_of(model, self.num_labels):
+        wants_features = model.training and self.args.method in FEATURE_METHODS
+        with subclass_logits_of(model, self.num_labels, with_features=wants_features):
             model_outputs = model(**inputs)
         class_logits = model_outputs.logits
         # The loss runs in float32 whatever the autocast dtype of the forward pass.
         with torch.autocast(device_type=class_logits.device.type, enabled=False):
             if model.training:
-                loss = self.distillation_loss(class_logits, model_outputs.get(SUBCLASS_LOGITS), example_ids, labels)
+                loss = self.distillation_loss(
+                    class_logits,
+                    model_outputs.get(SUBCLASS_LOGITS),
+                    example_ids,
+                    labels,
+                    features=model_outputs.get(STUDENT_FEATURES),
+                )
             else:
                 loss = ce_loss(class_logits, labels) if labels is not None else None
         outputs = SequenceClassifierOutput(loss=loss, logits=class_logits)
@@ -159,13 +201,12 @@ class LELPTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         if is_peft_model(model):
             # An adapter keeps its trained classifier and subclass head inside (modules_to_save).
-            base, head = state_dict, {}
+            base, auxiliary = state_dict, {}
         else:
-            base, head = split_subclass_head(state_dict if state_dict is not None else model.state_dict())
+            base, auxiliary = split_auxiliary(state_dict if state_dict is not None else model.state_dict())
         super()._save(output_dir, state_dict=base)
         if self.args.should_save:
-            if head:
-                save_subclass_head(head, output_dir)
+            save_auxiliary(auxiliary, output_dir)
             write_json_atomic(os.path.join(output_dir, "lelp_config.json"), self.lelp_metadata())
             # Arguments as JSON instead of the Trainer's pickled training_args.bin (safe to publish).
             write_json_atomic(os.path.join(output_dir, "training_args.json"), json.loads(self.args.to_json_string()))
@@ -203,13 +244,17 @@ class LELPTrainer(Trainer):
         args: LELPConfig = self.args
         meta = {
             "method": args.method,
-            "num_subclasses": args.num_subclasses if args.method == "lelp" else 1,
+            "num_subclasses": getattr(self.projections, "num_subclasses", 1),
             "subclass_temperature": args.subclass_temperature,
             "temperature": args.temperature,
             "hard_label_weight": args.hard_label_weight,
             "paper": self._paper,
         }
-        if args.method == "lelp":
+        if args.method in FEATURE_METHODS:
+            meta["feature_loss_weight"] = args.feature_loss_weight
+        if args.method == "random_ensemble":
+            meta["ensemble_size"] = args.ensemble_size
+        if args.method in SUBCLASS_METHODS and args.method != "oracle":
             meta.update(
                 {
                     "grouping": args.grouping,
@@ -243,8 +288,8 @@ class LELPTrainer(Trainer):
                 "--resume_from_checkpoint true to pick the last complete one."
             )
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
-        load_subclass_head(model if model is not None else self.model, resume_from_checkpoint)
+        load_auxiliary(model if model is not None else self.model, resume_from_checkpoint)
 
     def _load_best_model(self):
         super()._load_best_model()
-        load_subclass_head(self.model, self.state.best_model_checkpoint)
+        load_auxiliary(self.model, self.state.best_model_checkpoint)

@@ -22,12 +22,13 @@ from .assets import resolve_model
 from .cache import TeacherCache, build_teacher_cache
 from .card import static_card_context
 from .cli import DataArguments, ModelArguments
-from .config import LELPConfig
-from .data import TEXT, TextClassificationData, load_text_classification, tokenize_split
+from .config import PROJECTION_METHODS, SUBCLASS_METHODS, LELPConfig
+from .data import FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
 from .io_utils import write_json_atomic
 from .metrics import build_compute_metrics
-from .modeling import apply_lora, attach_subclass_head, load_student, parameter_counts
-from .projections import SubclassProjections, load_or_fit_projections
+from .modeling import apply_lora, attach_feature_regressor, attach_subclass_head, load_student, parameter_counts
+from .projections import load_or_fit_projections
+from .subclasses import fit_kmeans_subclasses, oracle_subclasses
 from .trainer import LELPTrainer
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def load_data(data_args: DataArguments) -> TextClassificationData:
         max_examples=data_args.caps(),
         encoding=data_args.encoding,
         seed=data_args.subset_seed,
+        fine_label_column=data_args.fine_label_column,
     )
     if "train" not in data.splits:
         raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
@@ -69,7 +71,9 @@ def check_labels_for_method(data: TextClassificationData, args: LELPConfig) -> N
         raise ValueError(
             "--hard_label_weight > 0 needs labels, but the transfer set has none: set it to 0 (as the paper does)."
         )
-    if args.method == "lelp" and args.grouping == "label":
+    if args.method == "oracle":
+        raise ValueError("--method oracle needs labelled transfer data with fine labels; this transfer set has none.")
+    if args.method in SUBCLASS_METHODS and args.grouping == "label":
         raise ValueError(
             "The transfer set is unlabelled: pass --grouping prediction (per-class PCA over the "
             "teacher's predicted classes)."
@@ -139,11 +143,27 @@ def check_teacher_labels(config, label_names: list[str]) -> None:
         )
 
 
-def ensure_projections(cache: TeacherCache, model_args: ModelArguments, args: LELPConfig) -> SubclassProjections:
+def ensure_projections(cache: TeacherCache, model_args: ModelArguments, args: LELPConfig):
     state = args.distributed_state
     options = args.fit_options()
     with state.main_process_first():  # the main process fits and saves; the others then load the same file
         return load_or_fit_projections(cache, options, model_args.projections_path)
+
+
+def build_subclasses(cache: TeacherCache, data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
+    """The pseudo-subclass source of a subclass method: projections (LELP and its ablations), k-means, or oracle."""
+    if args.method in PROJECTION_METHODS:
+        return ensure_projections(cache, model_args, args)
+    if args.method == "kmeans":
+        # Deterministic (seeded) and cheap next to training, so every process fits it itself.
+        return fit_kmeans_subclasses(cache, args.num_subclasses, args.grouping, args.projection_seed)
+    train = data.splits["train"]
+    if FINE_LABEL not in train.column_names:
+        raise ValueError(
+            "--method oracle needs known fine labels: pass --fine_label_column (or use 20newsgroups_binary / "
+            "20newsgroups_4class, which have them)."
+        )
+    return oracle_subclasses(train["example_id"], train["label"], list(train[FINE_LABEL]), data.num_labels)
 
 
 def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.ndarray, batch_size: int) -> dict:
@@ -155,12 +175,18 @@ def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.
     return {"export_agreement": float((exported == trainer_predictions).mean()), "export_examples": len(texts)}
 
 
-def build_student(data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
-    """The student model (with the subclass head for LELP, wrapped with LoRA on request) and its tokenizer."""
+def build_student(
+    data: TextClassificationData,
+    model_args: ModelArguments,
+    args: LELPConfig,
+    subclasses=None,
+    teacher_size: int | None = None,
+):
+    """The student model (with the subclass head / FitNet regressor its method needs, wrapped with LoRA on
+    request) and its tokenizer."""
     student_path = resolve_model(model_args.student)
     student = load_student(student_path, data.label_names, model_args.student_num_layers)
-    if args.method == "lelp" and args.num_subclasses > 1:
-        attach_subclass_head(student, data.num_labels, args.num_subclasses, seed=args.seed)
+    attach_training_modules(student, data.num_labels, args, subclasses, teacher_size)
     if model_args.use_peft:
         student = apply_lora(
             student,
@@ -171,6 +197,15 @@ def build_student(data: TextClassificationData, model_args: ModelArguments, args
             model_args.lora_target_modules,
         )
     return student, AutoTokenizer.from_pretrained(student_path)
+
+
+def attach_training_modules(student, num_labels: int, args: LELPConfig, subclasses=None, teacher_size=None) -> None:
+    """Add the layers only training uses (never exported): the subclass head, FitNet's regressor."""
+    columns = subclasses.num_subclasses if subclasses is not None else 1
+    if args.method in SUBCLASS_METHODS and columns > 1:
+        attach_subclass_head(student, num_labels, columns, seed=args.seed)
+    if args.method == "fitnet":
+        attach_feature_regressor(student, num_labels, teacher_size, seed=args.seed)
 
 
 def load_baselines(paths: list[str], split: str) -> list[dict]:
@@ -195,12 +230,12 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     data = load_data(data_args)
     check_labels_for_method(data, args)
     cache = projections = None
-    if args.method in ("lelp", "kd"):
+    if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)
-    if args.method == "lelp":
-        projections = ensure_projections(cache, model_args, args)
+    if args.method in SUBCLASS_METHODS:
+        projections = build_subclasses(cache, data, model_args, args)
     set_seed(args.seed)
-    student, tokenizer = build_student(data, model_args, args)
+    student, tokenizer = build_student(data, model_args, args, projections, cache.hidden_size if cache else None)
     parameters = parameter_counts(student)
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
