@@ -1,0 +1,132 @@
+"""One student run of the MLP track: a method, its hyperparameters and a seed -> validation or test metrics.
+
+The student is trained by the same LELPTrainer as every other student, from the prepared cache (no teacher)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import datasets
+import numpy as np
+from transformers import default_data_collator, set_seed
+
+from ..cache import TeacherCache
+from ..config import SUBCLASS_METHODS, LELPConfig
+from ..data import EXAMPLE_ID
+from ..embedding_student import FEATURES, embedding_student
+from ..metrics import build_compute_metrics
+from ..projections import fit_projections
+from ..subclasses import fit_kmeans_subclasses, oracle_subclasses
+from ..trainer import LELPTrainer
+from ..workflow import attach_training_modules
+from .prepare import PreparedDataset
+
+logger = logging.getLogger(__name__)
+# Fixed for every method (ours): a 2-layer MLP as in the paper's cheap NLP setting.
+STUDENT_DEFAULTS = {
+    "hidden_size": 256,
+    "dropout": 0.1,
+    "num_train_epochs": 20,
+    "per_device_train_batch_size": 64,
+    "weight_decay": 0.01,
+}
+TRAINING_KEYS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay")
+CONFIG_KEYS = (
+    "temperature",
+    "subclass_temperature",
+    "num_subclasses",
+    "feature_loss_weight",
+    "ensemble_size",
+    "grouping",
+    "hard_label_weight",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _split_dataset(folder: str, split: str) -> datasets.Dataset:
+    prepared = _prepared(folder)
+    features = prepared.features(split)
+    return datasets.Dataset.from_dict(
+        {FEATURES: features, "labels": prepared.labels(split), EXAMPLE_ID: np.arange(len(features))}
+    ).with_format("torch")
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(folder: str) -> PreparedDataset:
+    import json
+    import os
+
+    with open(os.path.join(folder, "prepared.json"), encoding="utf-8") as handle:
+        return PreparedDataset(**json.load(handle))
+
+
+@functools.lru_cache(maxsize=4)
+def _cache(folder: str) -> TeacherCache:
+    return _prepared(folder).open_cache()
+
+
+def subclass_source(method: str, cache: TeacherCache, args: LELPConfig, prepared: PreparedDataset):
+    if method == "kmeans":
+        return fit_kmeans_subclasses(cache, args.num_subclasses, args.grouping, args.projection_seed)
+    if method == "oracle":
+        fine = prepared.fine_labels("train")
+        if fine is None:
+            raise ValueError(f"{prepared.name} has no fine labels: the oracle needs them.")
+        return oracle_subclasses(np.asarray(cache.example_ids), np.asarray(cache.labels), fine, cache.num_labels)
+    return fit_projections(cache, args.fit_options())
+
+
+def run_student(
+    folder: str, method: str, hparams: dict, seed: int, eval_split: str, output_dir: str
+) -> dict[str, float]:
+    """Train one MLP student; returns accuracy, macro_f1 on `eval_split` and train_seconds."""
+    prepared, cache = _prepared(folder), _cache(folder)
+    settings = {**STUDENT_DEFAULTS, **hparams}
+    args = LELPConfig(
+        output_dir=output_dir,
+        method=method,
+        seed=seed,
+        projection_seed=seed,  # the rotation / random directions / k-means seeding vary with the run seed
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        per_device_eval_batch_size=1024,
+        **{k: settings[k] for k in TRAINING_KEYS if k in settings},
+        **{k: settings[k] for k in CONFIG_KEYS if k in settings},
+    )
+    set_seed(seed)
+    source = subclass_source(method, cache, args, prepared) if method in SUBCLASS_METHODS else None
+    model = embedding_student(
+        prepared.features("train").shape[1],
+        prepared.label_names,
+        hidden_size=settings["hidden_size"],
+        dropout=settings["dropout"],
+        seed=seed,
+    )
+    attach_training_modules(model, len(prepared.label_names), args, source, cache.hidden_size)
+    train = _split_dataset(folder, "train")
+    if method == "ce":
+        labelled = np.flatnonzero(prepared.labels("train") >= 0)
+        train = train.select(labelled)  # CE learns from the labelled rows only
+    trainer = LELPTrainer(
+        model=model,
+        args=args,
+        teacher_cache=cache if args.uses_teacher else None,
+        projections=source,
+        train_dataset=train,
+        data_collator=default_data_collator,
+        compute_metrics=build_compute_metrics(len(prepared.label_names)),
+    )
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    metrics = trainer.evaluate(_split_dataset(folder, eval_split), metric_key_prefix=eval_split)
+    return {
+        "accuracy": float(metrics[f"{eval_split}_accuracy"]),
+        "macro_f1": float(metrics[f"{eval_split}_macro_f1"]),
+        "train_seconds": seconds,
+    }

@@ -1,0 +1,107 @@
+"""Benchmark every distillation method on the offline datasets, several seeds, hyperparameters chosen on validation.
+
+    python recipes/benchmark.py --datasets rotten_tomatoes tweets reuters8 20newsgroups_binary 20newsgroups_4class
+
+Per dataset, once: train/validation/test files, a fine-tuned MiniLM-L6 teacher, its cache, frozen student features
+(runs/benchmark/<dataset>/). Then per method: a validation search (benchmark.search), the chosen configuration
+over --seeds on test, and LELP's S and β sweeps on --sweep_datasets. Writes benchmarks/results/<dataset>.json,
+benchmarks/RESULTS.md and PNG plots in benchmarks/plots/. `--report_only` rebuilds the report from the JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from hf_lelp.bench.prepare import PrepareOptions, prepare  # noqa: E402
+from hf_lelp.bench.report import write_report  # noqa: E402
+from hf_lelp.bench.runner import Pool, benchmark_dataset  # noqa: E402
+from hf_lelp.bench.search import SearchSpace  # noqa: E402
+from hf_lelp.config import METHODS  # noqa: E402
+
+DATASETS = ("rotten_tomatoes", "tweets", "reuters8", "20newsgroups_binary", "20newsgroups_4class")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--sweep_datasets", nargs="*", default=["rotten_tomatoes", "tweets"])
+    parser.add_argument("--work_dir", default="runs/benchmark")
+    parser.add_argument("--results_dir", default="benchmarks/results")
+    parser.add_argument("--report", default="benchmarks/RESULTS.md")
+    parser.add_argument("--plots_dir", default="benchmarks/plots")
+    parser.add_argument("--workers", type=int, default=2, help="Parallel single-threaded student runs.")
+    parser.add_argument("--train", type=int, default=PrepareOptions.train)
+    parser.add_argument("--validation", type=int, default=PrepareOptions.validation)
+    parser.add_argument("--test", type=int, default=PrepareOptions.test)
+    parser.add_argument("--max_length", type=int, default=PrepareOptions.max_length)
+    parser.add_argument("--teacher_epochs", type=float, default=PrepareOptions.teacher_epochs)
+    parser.add_argument(
+        "--unlabelled_transfer",
+        type=int,
+        default=0,
+        help="N > 0: the teacher learns from N labelled train rows; students distil on the train split without "
+        "its labels (CE learns from the N labelled rows alone). Results go to <dataset>_unlabelled.json.",
+    )
+    parser.add_argument("--teacher_model", default=PrepareOptions.teacher_model)
+    parser.add_argument("--feature_model", default=PrepareOptions.feature_model, help="Frozen student encoder.")
+    parser.add_argument("--train_file", help="Local labelled train file (with --test_file) instead of offline data.")
+    parser.add_argument("--test_file")
+    parser.add_argument("--fine_label_column", help="Fine-label column of the local files (for --methods oracle).")
+    parser.add_argument(
+        "--search", choices=("full", "smoke"), default="full", help="smoke: a tiny grid to check the machinery."
+    )
+    parser.add_argument("--report_only", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    command = "python recipes/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if not args.report_only:
+        options = PrepareOptions(
+            train=args.train,
+            validation=args.validation,
+            test=args.test,
+            max_length=args.max_length,
+            teacher_epochs=args.teacher_epochs,
+            teacher_train=args.unlabelled_transfer,
+            teacher_model=args.teacher_model,
+            feature_model=args.feature_model,
+        )
+        files = {"train": args.train_file, "test": args.test_file} if args.train_file else None
+        if files and (len(args.datasets) != 1 or not args.test_file):
+            raise ValueError("--train_file needs --test_file and exactly one --datasets name for the local data.")
+        space = SearchSpace.smoke() if args.search == "smoke" else SearchSpace()
+        pool = Pool(args.workers)
+        try:
+            for name in args.datasets:
+                prepared = prepare(name, args.work_dir, options, files, args.fine_label_column)
+                suffix = "_unlabelled" if args.unlabelled_transfer else ""
+                benchmark_dataset(
+                    prepared,
+                    args.methods,
+                    args.seeds,
+                    pool,
+                    sweeps=name in args.sweep_datasets,
+                    command=command,
+                    output_path=os.path.join(args.results_dir, f"{name}{suffix}.json"),
+                    unlabelled=bool(args.unlabelled_transfer),
+                    space=space,
+                )
+        finally:
+            pool.close()
+    write_report(args.results_dir, args.report, args.plots_dir)
+
+
+if __name__ == "__main__":
+    main()

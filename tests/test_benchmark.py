@@ -1,0 +1,113 @@
+"""recipes/benchmark.py end to end on a tiny corpus: schema, seeds, selection on validation only, report, plots."""
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import make_texts, run, save_tiny_model
+from hf_lelp.bench.report import method_stats
+from hf_lelp.bench.search import SearchSpace, select
+from hf_lelp.config import METHODS
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    for split, n, seed in (("train", 160, 0), ("test", 60, 1)):
+        texts, labels, fine = make_texts(n, 2, seed)
+        frame = pd.DataFrame({"text": texts, "label": [f"c{y}" for y in labels], "fine": [f"f{f}" for f in fine]})
+        frame.to_csv(folder / f"{split}.csv", index=False)
+    tiny = save_tiny_model(folder / "tiny", hidden=32, layers=2, seed=3, label_names=["c0", "c1"])
+    command = [
+        sys.executable,
+        "recipes/benchmark.py",
+        "--datasets",
+        "tiny",
+        "--train_file",
+        str(folder / "train.csv"),
+        "--test_file",
+        str(folder / "test.csv"),
+        "--fine_label_column",
+        "fine",
+        "--train",
+        "100",
+        "--validation",
+        "40",
+        "--test",
+        "60",
+        "--max_length",
+        "16",
+        "--teacher_model",
+        tiny,
+        "--feature_model",
+        tiny,
+        "--teacher_epochs",
+        "3",
+        "--search",
+        "smoke",
+        "--sweep_datasets",
+        "tiny",
+        "--work_dir",
+        str(folder / "work"),
+        "--results_dir",
+        str(folder / "results"),
+        "--report",
+        str(folder / "RESULTS.md"),
+        "--plots_dir",
+        str(folder / "plots"),
+    ]
+    run(command)
+    return folder, command
+
+
+def test_results_file_has_the_issue_schema_and_three_seeds_per_method(benchmark):
+    folder, _ = benchmark
+    result = json.loads((folder / "results" / "tiny.json").read_text())
+    assert {"dataset", "num_classes", "split_sizes", "teacher", "student", "runs", "command"} <= set(result)
+    assert result["split_sizes"] == {"train": 100, "validation": 40, "test": 60}
+    assert {"model", "accuracy"} <= set(result["teacher"]) and 0.0 <= result["teacher"]["accuracy"] <= 1.0
+    assert "model" in result["student"]
+    for row in result["runs"]:
+        assert set(row) == {"method", "seed", "accuracy", "macro_f1", "hparams", "train_seconds"}
+    seeds = {m: sorted(r["seed"] for r in result["runs"] if r["method"] == m) for m in METHODS}
+    assert seeds == {m: [0, 1, 2] for m in METHODS}
+    assert all(n == 3 for _, _, n in method_stats(result).values())
+
+
+def test_hyperparameters_are_the_best_validation_trial(benchmark):
+    folder, _ = benchmark
+    result = json.loads((folder / "results" / "tiny.json").read_text())
+    trials = result["selection"]["trials"]
+    assert result["selection"]["split"] == "validation"
+    for method in METHODS:
+        best = select([t for t in trials if t["method"] == method])
+        assert all(r["hparams"] == best["hparams"] for r in result["runs"] if r["method"] == method), method
+    # Both learning rates were tried for CE and KD, so a choice was really made.
+    assert len([t for t in trials if t["method"] == "kd"]) == len(SearchSpace.smoke().learning_rates)
+    oracle = next(r for r in result["runs"] if r["method"] == "oracle")
+    assert "num_subclasses" not in oracle["hparams"]  # S comes from the fine labels
+
+
+def test_sweeps_report_and_plots(benchmark):
+    folder, command = benchmark
+    result = json.loads((folder / "results" / "tiny.json").read_text())
+    s_values = sorted({r["value"] for r in result["sweeps"]["num_subclasses"]})
+    assert s_values == list(SearchSpace.smoke().s_sweep)
+    assert {r["split"] for r in result["sweeps"]["subclass_temperature"]} == {"validation", "test"}
+    report = (folder / "RESULTS.md").read_text()
+    for method in METHODS:
+        assert f"| {method} |" in report
+    assert "| *teacher* |" in report and "LELP − KD" in report and "recipes/benchmark.py" in report
+    pngs = sorted((folder / "plots").glob("*.png"))
+    assert {p.name.split("_")[0] for p in pngs} == {"methods", "sweep"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # The report is a pure function of the result files.
+    run([*command, "--report_only"])
+    assert (folder / "RESULTS.md").read_text() == report
+
+
+def test_selection_refuses_test_trials():
+    with pytest.raises(ValueError, match="validation trials only"):
+        select([{"split": "test", "accuracy": 1.0, "macro_f1": 1.0}])
