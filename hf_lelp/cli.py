@@ -48,6 +48,24 @@ class DataArguments:
         },
     )
     eval_split: str = field(default="test", metadata={"help": "Split used for the final evaluation."})
+    transfer_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled text to distil on instead of the train split: a .txt file (one text per line), a "
+            "csv/tsv/json/jsonl/parquet file (its --text_column; any label column is ignored), or the name of a "
+            "split of --dataset whose labels are dropped. Labelled splits then serve only for evaluation."
+        },
+    )
+    max_transfer_examples: int | None = field(
+        default=None, metadata={"help": "Seeded random cap on --transfer_data (seeded by --subset_seed)."}
+    )
+    validation_from_train: int = field(
+        default=0,
+        metadata={
+            "help": "Carve this many labelled train examples (seeded) into a 'validation' split, removed from the "
+            "train split, for --auto_hparams or model selection when the dataset ships no validation split."
+        },
+    )
 
     def data_files(self) -> dict[str, str] | None:
         files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}

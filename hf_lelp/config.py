@@ -91,6 +91,25 @@ class LELPConfig(TrainingArguments):
     ensemble_size: int = field(
         default=4, metadata={"help": "K, random projections averaged by --method random_ensemble (ours)."}
     )
+    auto_hparams: bool = field(
+        default=False,
+        metadata={
+            "help": "Choose S and β on the validation split before training (successive halving over "
+            "--auto_num_subclasses × --auto_subclass_temperatures, ours). Needs a labelled validation split "
+            "(--validation_from_train N carves one)."
+        },
+    )
+    auto_num_subclasses: list[int] = field(
+        default_factory=lambda: [2, 4, 8], metadata={"help": "S candidates of --auto_hparams."}
+    )
+    auto_subclass_temperatures: list[float] = field(
+        default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "β candidates of --auto_hparams."}
+    )
+    auto_budget_epochs: float = field(
+        default=1.0,
+        metadata={"help": "Epochs per candidate in the first round of --auto_hparams (doubled in round two)."},
+    )
+    auto_keep: int = field(default=3, metadata={"help": "Candidates kept for round two of --auto_hparams."})
     feature_loss_weight: float = field(
         default=1.0,
         metadata={
@@ -108,6 +127,11 @@ class LELPConfig(TrainingArguments):
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
         if self.method in PROJECTION_METHODS:
             self.fit_options()  # validates num_subclasses and grouping
+        if self.auto_hparams and self.method not in SUBCLASS_METHODS or self.auto_hparams and self.method == "oracle":
+            raise ValueError(
+                f"--auto_hparams chooses S and β, which --method {self.method} does not have: use a pseudo-subclass "
+                "method such as lelp, or drop --auto_hparams."
+            )
         if self.ensemble_size < 1 or self.feature_loss_weight < 0:
             raise ValueError("--ensemble_size must be >= 1 and --feature_loss_weight >= 0.")
 

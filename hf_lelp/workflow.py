@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import logging
@@ -19,6 +20,7 @@ from transformers import (
 )
 
 from .assets import resolve_model
+from .autotune import candidate_grid, successive_halving
 from .cache import TeacherCache, build_teacher_cache
 from .card import static_card_context
 from .cli import DataArguments, ModelArguments
@@ -30,6 +32,7 @@ from .modeling import apply_lora, attach_feature_regressor, attach_subclass_head
 from .projections import load_or_fit_projections
 from .subclasses import fit_kmeans_subclasses, oracle_subclasses
 from .trainer import LELPTrainer
+from .transfer import carve_validation, with_transfer_data
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,23 @@ def load_data(data_args: DataArguments) -> TextClassificationData:
         seed=data_args.subset_seed,
         fine_label_column=data_args.fine_label_column,
     )
+    if data_args.validation_from_train:
+        data = carve_validation(data, data_args.validation_from_train, data_args.subset_seed)
+    if data_args.transfer_data:
+        data = with_transfer_data(
+            data,
+            data_args.transfer_data,
+            data_args.text_column,
+            data_args.encoding,
+            data_args.max_transfer_examples,
+            data_args.subset_seed,
+        )
     if "train" not in data.splits:
         raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
     train_labels = set(data.splits["train"]["label"])
     for split, rows in data.splits.items():
         unseen = sorted(set(rows["label"]) - train_labels - {-1})
-        if unseen and split != "train":
+        if unseen and split != "train" and train_labels != {-1}:  # an unlabelled transfer set has no classes
             logger.warning(
                 "Split '%s' has classes absent from train: %s (a student cannot learn them).",
                 split,
@@ -223,6 +237,54 @@ def load_baselines(paths: list[str], split: str) -> list[dict]:
     return rows
 
 
+def choose_hparams_automatically(
+    data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig, cache
+) -> dict:
+    """--auto_hparams: successive halving over (S, β) on the validation split; sets them on `args`."""
+    if "validation" not in data.splits or not any(y >= 0 for y in data.splits["validation"]["label"]):
+        raise ValueError(
+            "--auto_hparams needs a labelled 'validation' split: pass --validation_file, or --validation_from_train N "
+            "to carve N labelled train examples into one (never the test split)."
+        )
+    candidates = candidate_grid(
+        args.auto_num_subclasses, args.auto_subclass_temperatures, cache.hidden_size - cache.num_labels
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_args.student))
+    train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
+    validation = tokenize_split(data.splits["validation"], tokenizer, data_args.max_length)
+
+    def evaluate(candidate: dict, epochs: float) -> dict:
+        trial = copy.copy(args)
+        for key, value in {**candidate, "num_train_epochs": epochs, "auto_hparams": False}.items():
+            setattr(trial, key, value)
+        trial.output_dir = os.path.join(args.output_dir, "auto_hparams")
+        trial.save_strategy, trial.push_to_hub, trial.eval_strategy = "no", False, "no"
+        set_seed(args.seed)
+        subclasses = build_subclasses(cache, data, model_args, trial)
+        student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size)
+        trainer = LELPTrainer(
+            model=student,
+            args=trial,
+            teacher_cache=cache,
+            projections=subclasses,
+            train_dataset=train_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=build_compute_metrics(data.num_labels),
+        )
+        trainer.train()
+        metrics = trainer.evaluate(validation, metric_key_prefix="validation")
+        del trainer, student
+        gc.collect()
+        return {"accuracy": metrics["validation_accuracy"], "macro_f1": metrics["validation_macro_f1"]}
+
+    result = successive_halving(candidates, evaluate, args.auto_budget_epochs, keep=args.auto_keep)
+    args.num_subclasses = result.chosen["num_subclasses"]
+    args.subclass_temperature = result.chosen["subclass_temperature"]
+    logger.info("--auto_hparams chose %s", result.chosen)
+    return result.as_dict()
+
+
 def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
     start = time.time()
     check_process_group(args)
@@ -232,6 +294,7 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     cache = projections = None
     if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)
+    auto = choose_hparams_automatically(data, data_args, model_args, args, cache) if args.auto_hparams else None
     if args.method in SUBCLASS_METHODS:
         projections = build_subclasses(cache, data, model_args, args)
     set_seed(args.seed)
@@ -247,6 +310,7 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
         _teacher_eval(model_args.teacher),
         load_baselines(model_args.baseline_results, data_args.eval_split),
     )
+    card["auto_hparams"] = auto
     trainer = LELPTrainer(
         model=student,
         args=args,
@@ -268,6 +332,8 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
         "train_examples": len(train_set),
         **parameters,
     }
+    if auto:
+        results["auto_hparams"] = auto
     if eval_set is not None:
         prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
         results.update(prediction.metrics)
