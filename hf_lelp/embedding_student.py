@@ -79,10 +79,14 @@ def embedding_student(
 
 
 @torch.no_grad()
-def sentence_embeddings(model_path: str, texts: list[str], max_length: int = 128, batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled (attention-masked) last hidden states of a frozen encoder, float32 [N, hidden]."""
+def sentence_embeddings(
+    model_path: str, texts: list[str], max_length: int = 128, batch_size: int = 64, num_layers: int | None = None
+) -> np.ndarray:
+    """Mean-pooled (attention-masked) last hidden states of a frozen encoder (its first `num_layers` layers when
+    given), float32 [N, hidden]."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModel.from_pretrained(model_path).eval()
+    config = AutoConfig.from_pretrained(model_path, **({"num_hidden_layers": num_layers} if num_layers else {}))
+    model = AutoModel.from_pretrained(model_path, config=config).eval()
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]

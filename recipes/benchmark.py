@@ -53,6 +53,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--teacher_model", default=PrepareOptions.teacher_model)
     parser.add_argument("--feature_model", default=PrepareOptions.feature_model, help="Frozen student encoder.")
+    parser.add_argument("--feature_layers", type=int, default=PrepareOptions.feature_layers)
     parser.add_argument("--train_file", help="Local labelled train file (with --test_file) instead of offline data.")
     parser.add_argument("--test_file")
     parser.add_argument("--fine_label_column", help="Fine-label column of the local files (for --methods oracle).")
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             teacher_train=args.unlabelled_transfer,
             teacher_model=args.teacher_model,
             feature_model=args.feature_model,
+            feature_layers=args.feature_layers,
         )
         files = {"train": args.train_file, "test": args.test_file} if args.train_file else None
         if files and (len(args.datasets) != 1 or not args.test_file):

@@ -34,6 +34,10 @@ class PrepareOptions:
     teacher_epochs: float = 2.0
     teacher_learning_rate: float = 1e-4
     feature_model: str = "all-MiniLM-L6-v2"
+    # The frozen student encoder keeps the first k layers (ours: 2, the depth of the demo's transformer student).
+    # With all 6 layers the frozen features alone reach 95% on reuters8 and 86% on the 20NG 4-class grouping,
+    # about what the fine-tuned teacher reaches, which would leave nothing to distil.
+    feature_layers: int = 2
     subset_seed: int = 0
     # Unlabelled transfer (issue #7): the teacher learns from the first `teacher_train` labelled rows only and the
     # students distil on the rest of the train split with its labels removed. 0 = the teacher sees all of train.
@@ -213,7 +217,10 @@ def prepare(
         path = os.path.join(folder, f"features_{split}.npy")
         if not os.path.isfile(path):
             features = sentence_embeddings(
-                resolve_model(options.feature_model), list(frame[TEXT]), max_length=options.max_length
+                resolve_model(options.feature_model),
+                list(frame[TEXT]),
+                max_length=options.max_length,
+                num_layers=options.feature_layers,
             )
             np.save(path + ".tmp.npy", features)
             os.replace(path + ".tmp.npy", path)

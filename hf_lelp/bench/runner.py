@@ -90,7 +90,10 @@ def benchmark_dataset(
             "accuracy": prepared.teacher_accuracy,
             "macro_f1": prepared.teacher_macro_f1,
         },
-        "student": {"model": "2-layer MLP (256 hidden) over frozen mean-pooled all-MiniLM-L6-v2 embeddings"},
+        "student": {
+            "model": "2-layer MLP (256 hidden) over frozen mean-pooled embeddings of "
+            f"{prepared.options['feature_model']} truncated to {prepared.options['feature_layers']} layers"
+        },
         "runs": [_run_row(r) for r in runs],
         "selection": {"split": "validation", "seed": selection_seed, "trials": [_run_row(t) for t in trials]},
         "command": command,
