@@ -11,6 +11,7 @@ benchmarks/RESULTS.md and PNG plots in benchmarks/plots/. `--report_only` rebuil
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -21,9 +22,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hf_lelp.bench.prepare import PrepareOptions, prepare  # noqa: E402
 from hf_lelp.bench.report import write_report  # noqa: E402
-from hf_lelp.bench.runner import Pool, benchmark_dataset  # noqa: E402
+from hf_lelp.bench.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
 from hf_lelp.bench.search import SearchSpace  # noqa: E402
 from hf_lelp.config import METHODS  # noqa: E402
+from hf_lelp.io_utils import write_json_atomic  # noqa: E402
 
 DATASETS = ("rotten_tomatoes", "tweets", "reuters8", "20newsgroups_binary", "20newsgroups_4class")
 
@@ -60,6 +62,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--search", choices=("full", "smoke"), default="full", help="smoke: a tiny grid to check the machinery."
     )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        choices=("benchmark", "auto_compare"),
+        default=["benchmark", "auto_compare"],
+        help="auto_compare: --auto_hparams' choice of S and β against the full search (needs the benchmark's JSON).",
+    )
     parser.add_argument("--report_only", action="store_true")
     return parser.parse_args(argv)
 
@@ -89,17 +98,25 @@ def main(argv: list[str] | None = None) -> None:
             for name in args.datasets:
                 prepared = prepare(name, args.work_dir, options, files, args.fine_label_column)
                 suffix = "_unlabelled" if args.unlabelled_transfer else ""
-                benchmark_dataset(
-                    prepared,
-                    args.methods,
-                    args.seeds,
-                    pool,
-                    sweeps=name in args.sweep_datasets,
-                    command=command,
-                    output_path=os.path.join(args.results_dir, f"{name}{suffix}.json"),
-                    unlabelled=bool(args.unlabelled_transfer),
-                    space=space,
-                )
+                output_path = os.path.join(args.results_dir, f"{name}{suffix}.json")
+                if "benchmark" in args.stages:
+                    benchmark_dataset(
+                        prepared,
+                        args.methods,
+                        args.seeds,
+                        pool,
+                        sweeps=name in args.sweep_datasets,
+                        command=command,
+                        output_path=output_path,
+                        unlabelled=bool(args.unlabelled_transfer),
+                        space=space,
+                    )
+                if "auto_compare" in args.stages and "lelp" in args.methods:
+                    with open(output_path, encoding="utf-8") as handle:
+                        result = json.load(handle)
+                    result["auto_hparams"] = auto_compare(prepared, result, args.seeds, pool, space)
+                    result["auto_hparams"]["command"] = command
+                    write_json_atomic(output_path, result)
         finally:
             pool.close()
     write_report(args.results_dir, args.report, args.plots_dir)

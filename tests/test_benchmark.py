@@ -108,6 +108,34 @@ def test_sweeps_report_and_plots(benchmark):
     assert (folder / "RESULTS.md").read_text() == report
 
 
+def test_auto_hparams_compared_with_the_full_search(benchmark):
+    folder, _ = benchmark
+    auto = json.loads((folder / "results" / "tiny.json").read_text())["auto_hparams"]
+    space = SearchSpace.smoke()
+    assert auto["auto_choice"]["num_subclasses"] in space.subclass_counts
+    assert auto["full_search_choice"] == {"num_subclasses": 2, "subclass_temperature": 1.0}
+    assert len(auto["auto_test"]) == 3 and len(auto["full_search_test"]) == 3
+    assert auto["auto_epochs_spent"] < auto["full_search_epochs_spent"]
+    assert "Automatic S and β" in (folder / "RESULTS.md").read_text()
+
+
 def test_selection_refuses_test_trials():
     with pytest.raises(ValueError, match="validation trials only"):
         select([{"split": "test", "accuracy": 1.0, "macro_f1": 1.0}])
+
+
+def test_unlabelled_transfer_rows(benchmark):
+    folder, command = benchmark
+    run([*command, "--unlabelled_transfer", "50", "--methods", "ce", "kd", "lelp", "--sweep_datasets"])
+    result = json.loads((folder / "results" / "tiny_unlabelled.json").read_text())
+    assert result["track"].endswith("unlabelled_transfer")
+    assert sorted({r["method"] for r in result["runs"]}) == ["ce", "kd", "lelp"]
+    lelp = [r for r in result["runs"] if r["method"] == "lelp"]
+    assert len(lelp) == 3 and all(r["hparams"]["grouping"] == "prediction" for r in lelp)
+    work = folder / "work" / "tiny_transfer"
+    import numpy as np
+
+    labels = np.load(work / "labels_train.npy")
+    assert (labels[:50] >= 0).all() and (labels[50:] == -1).all()  # only the teacher's part keeps labels
+    assert np.load(work / "teacher_cache" / "labels.npy")[50:].max() == -1
+    assert "unlabelled transfer set" in (folder / "RESULTS.md").read_text()

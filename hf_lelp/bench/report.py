@@ -184,6 +184,36 @@ TRACKS = {
 }
 
 
+def auto_table(results: list[dict]) -> str:
+    """--auto_hparams (successive halving at 1/8 and 1/4 of the budget) against the full validation search."""
+    rows = [r for r in results if r.get("auto_hparams")]
+    if not rows:
+        return ""
+
+    def test_cell(runs: list[dict]) -> str:
+        values = np.array([run["accuracy"] for run in runs])
+        return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}" if len(values) > 1 else "–"
+
+    def pair(choice: dict) -> str:
+        return f"S={choice['num_subclasses']}, β={choice['subclass_temperature']:g}"
+
+    lines = [
+        "| dataset | auto choice | full-search choice | validation acc. at full budget (auto / full) | "
+        "test acc. (auto / full) | epochs spent (auto / full) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in rows:
+        auto = result["auto_hparams"]
+        val_auto, val_full = auto["auto_validation_at_full_budget"], auto["full_search_best_validation"]
+        spent = f"{auto['auto_epochs_spent']:g} / {auto['full_search_epochs_spent']:g}"
+        lines.append(
+            f"| {result['dataset']} | {pair(auto['auto_choice'])} | {pair(auto['full_search_choice'])} | "
+            f"{100 * val_auto:.2f} / {100 * val_full:.2f} | {test_cell(auto['auto_test'])} / "
+            f"{test_cell(auto['full_search_test'])} | {spent} |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble: str = "") -> str:
     results = load_results(results_dir)
     os.makedirs(plots_dir, exist_ok=True)
@@ -228,6 +258,17 @@ def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble:
             plot = os.path.join(plots_dir, f"sweep_{key}_{track}.png")
             if plot_sweep(swept, key, label, plot):
                 sections += [f"![LELP accuracy against {label}]({relative}/{os.path.basename(plot)})", ""]
+        automatic = auto_table(chosen)
+        if automatic:
+            sections += [
+                "### Automatic S and β (`--auto_hparams`) against the full search",
+                "",
+                "Successive halving over the same (S, β) grid: every candidate for 1/8 of the epochs, the best three "
+                "again for 1/4; the full search trains every candidate for the whole budget. Both on validation.",
+                "",
+                automatic,
+                "",
+            ]
         sections += ["Commands:", ""] + [f"- `{r['command']}`" for r in chosen] + [""]
         sections += [
             "Hyperparameters selected on validation (seed of the selection run: "

@@ -125,3 +125,56 @@ def sweep(prepared: PreparedDataset, chosen: dict, seeds: list[int], pool: Pool,
 def _run_row(run: dict) -> dict:
     keys = ("method", "seed", "accuracy", "macro_f1", "hparams", "train_seconds")
     return {k: run[k] for k in keys}
+
+
+def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool: Pool, space: SearchSpace) -> dict:
+    """Issue #7: `--auto_hparams` (successive halving, short budgets) against the full validation search.
+
+    Both search the same (S, β) grid around KD's learning rate and τ; the full search trains every candidate for
+    the whole budget. Reports each choice, its full-budget validation accuracy, its test accuracy over the seeds,
+    and the training epochs each search spent."""
+    from ..autotune import successive_halving
+    from .students import STUDENT_DEFAULTS
+
+    folder, seed = prepared.folder, result["selection"]["seed"]
+    full_trials = [t for t in result["selection"]["trials"] if t["method"] == "lelp"]
+    full_choice = select([{**t, "split": "validation"} for t in full_trials])["hparams"]
+    anchor = {k: v for k, v in full_choice.items() if k not in ("num_subclasses", "subclass_temperature")}
+    full_epochs = STUDENT_DEFAULTS["num_train_epochs"]
+    epochs = full_epochs / 8  # round one: 1/8 of the full budget; round two: 1/4
+    candidates = [
+        {"num_subclasses": s, "subclass_temperature": b}
+        for s in space.subclass_counts
+        for b in space.subclass_temperatures
+    ]
+
+    def evaluate(candidate: dict, budget: float) -> dict:
+        row = pool.run([(folder, "lelp", {**anchor, **candidate, "num_train_epochs": budget}, seed, "validation")])[0]
+        return {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}
+
+    start = time.time()
+    auto = successive_halving(candidates, evaluate, epochs, keep=3)
+    auto_seconds = time.time() - start
+    auto_hparams = {**anchor, **auto.chosen}
+
+    def full_budget_validation(hparams: dict) -> float | None:
+        return next((t["accuracy"] for t in full_trials if t["hparams"] == hparams), None)
+
+    def test_runs(hparams: dict) -> list[dict]:
+        existing = [r for r in result["runs"] if r["method"] == "lelp" and r["hparams"] == hparams]
+        if existing:
+            return existing
+        return [_run_row(r) for r in pool.run([(folder, "lelp", hparams, s, "test") for s in seeds])]
+
+    return {
+        "auto_choice": auto.chosen,
+        "full_search_choice": {k: full_choice[k] for k in ("num_subclasses", "subclass_temperature")},
+        "auto_validation_at_full_budget": full_budget_validation(auto_hparams),
+        "full_search_best_validation": full_budget_validation(full_choice),
+        "auto_test": test_runs(auto_hparams),
+        "full_search_test": test_runs(full_choice),
+        "auto_epochs_spent": sum(row["epochs"] for row in auto.table),
+        "full_search_epochs_spent": len(full_trials) * full_epochs,
+        "auto_seconds": auto_seconds,
+        "table": auto.table,
+    }
