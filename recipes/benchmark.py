@@ -46,6 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test", type=int, default=PrepareOptions.test)
     parser.add_argument("--max_length", type=int, default=PrepareOptions.max_length)
     parser.add_argument("--teacher_epochs", type=float, default=PrepareOptions.teacher_epochs)
+    parser.add_argument("--teacher_learning_rate", type=float, default=PrepareOptions.teacher_learning_rate)
     parser.add_argument(
         "--unlabelled_transfer",
         type=int,
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             test=args.test,
             max_length=args.max_length,
             teacher_epochs=args.teacher_epochs,
+            teacher_learning_rate=args.teacher_learning_rate,
             teacher_train=args.unlabelled_transfer,
             teacher_model=args.teacher_model,
             feature_model=args.feature_model,
