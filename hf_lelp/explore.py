@@ -269,10 +269,13 @@ def save_scatter(path: str, stats: ClassStats, class_name: str, fine_codes, fine
     subclass_names = [f"s{s}" for s in range(stats.num_subclasses)]
     _scatter_panel(axes[0], coords, stats.sample_assign, subclass_names, f"{class_name}: pseudo-subclass", ratios)
     if two_panels:
-        shown = fine_names[:20]  # more colours are unreadable; the rest are drawn grey
-        other = np.isin(fine_codes, np.arange(len(shown)), invert=True)
+        # Only the fine labels present in this class get colours (so a class's 4 labels get 4 distinct ones).
+        present, codes = np.unique(np.asarray(fine_codes), return_inverse=True)
+        present_names = [fine_names[k] if 0 <= k < len(fine_names) else "none" for k in present]
+        shown = present_names[:20]  # more colours are unreadable; the rest are drawn grey
+        other = codes >= len(shown)
         axes[1].scatter(coords[other, 0], coords[other, 1], s=6, alpha=0.4, color="0.7")
-        _scatter_panel(axes[1], coords, fine_codes, shown, f"{class_name}: fine label", ratios)
+        _scatter_panel(axes[1], coords, codes, shown, f"{class_name}: fine label", ratios)
     figure.suptitle(f"P·h of {len(coords)} sampled examples, 2-D PCA", fontsize=9)
     figure.tight_layout()
     write_atomic(path, lambda p: figure.savefig(p, format="png"))
