@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 DEMO := runs/demo
 
-.PHONY: demo test test-fast style quality clean
+.PHONY: demo test test-fast benchmark chromium style quality clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,25 @@ demo: $(BIN)/.installed
 		--baseline_results $(DEMO)/student_ce/results.json
 	$(BIN)/python recipes/summarize.py $(DEMO)
 
-test: $(BIN)/.installed
+# The explorer's test opens its HTML report in headless Chromium (Debian's package, installed when missing).
+chromium:
+	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); from chromium import chromium_binary; print(chromium_binary())"
+
+test: $(BIN)/.installed chromium
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# The whole benchmark on the 2-core CPU (hours): every method, 5 datasets, 3 seeds, sweeps, auto-S/β, transfer rows.
+benchmark: $(BIN)/.installed
+	$(BIN)/python recipes/benchmark.py --datasets rotten_tomatoes --max_length 128
+	$(BIN)/python recipes/benchmark.py --datasets tweets 20newsgroups_4class 20newsgroups_binary reuters8 --max_length 64
+	$(BIN)/python recipes/benchmark.py --unlabelled_transfer 500 --datasets rotten_tomatoes tweets \
+		--methods ce kd lelp --teacher_epochs 4 --max_length 64 --sweep_datasets
+	$(BIN)/python recipes/explore.py --cache_dir runs/benchmark/20newsgroups_4class/teacher_cache \
+		--dataset 20newsgroups_4class-benchmark --train_file runs/benchmark/20newsgroups_4class/data/train.jsonl \
+		--fine_label_column fine_label --num_subclasses 4 --output_dir benchmarks/explore_20newsgroups_4class
 
 style: $(BIN)/.installed
 	$(BIN)/ruff format hf_lelp recipes tests
