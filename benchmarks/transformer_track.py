@@ -1,0 +1,108 @@
+"""The transformer-student track of the benchmark on the 2-core CPU: MiniLM truncated to 2 layers, fine-tuned by
+`recipes/distill.py`'s job (run_distillation) with --method ce / kd / lelp, 3 seeds, on the prepared benchmark files
+of one dataset (same train/test split and teacher as the MLP track).
+
+Hyperparameters are not searched here (each run takes minutes): learning rate, epochs and batch are the demo's
+(recipes/configs/distill_rotten_tomatoes.yaml); τ, S and β are the values the MLP track chose on validation for the
+same dataset (benchmarks/results/<dataset>.json). Writes benchmarks/results/<dataset>_transformer_student.json.
+
+    python benchmarks/transformer_track.py --dataset rotten_tomatoes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
+from hf_lelp.config import LELPConfig  # noqa: E402
+from hf_lelp.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.workflow import run_distillation  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="rotten_tomatoes")
+    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--work_dir", default="runs/benchmark")
+    parser.add_argument("--results_dir", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    folder = os.path.join(args.work_dir, args.dataset)
+    with open(os.path.join(folder, "prepared.json"), encoding="utf-8") as handle:
+        prepared = json.load(handle)
+    with open(os.path.join(args.results_dir, f"{args.dataset}.json"), encoding="utf-8") as handle:
+        mlp = json.load(handle)
+    chosen = {}
+    for run in mlp["runs"]:
+        chosen.setdefault(run["method"], run["hparams"])
+    runs = []
+    for method in args.methods:
+        for seed in args.seeds:
+            hparams = {"learning_rate": 3e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32}
+            if method != "ce":
+                hparams["temperature"] = chosen["kd"]["temperature"]
+            if method == "lelp":
+                hparams["num_subclasses"] = chosen["lelp"]["num_subclasses"]
+                hparams["subclass_temperature"] = chosen["lelp"]["subclass_temperature"]
+            data_args = DataArguments(
+                dataset=f"{args.dataset}-benchmark",
+                train_file=os.path.join(folder, "data", "train.jsonl"),
+                test_file=os.path.join(folder, "data", "test.jsonl"),
+                class_names=prepared["label_names"],
+                max_length=prepared["options"]["max_length"],
+            )
+            model_args = ModelArguments(
+                teacher=os.path.join(folder, "teacher"),
+                student="all-MiniLM-L6-v2",
+                student_num_layers=2,
+                cache_dir=os.path.join(folder, "transformer_track_cache"),
+            )
+            output_dir = os.path.join(folder, "transformer_track", f"{method}-seed{seed}")
+            training = LELPConfig(
+                output_dir=output_dir,
+                method=method,
+                seed=seed,
+                projection_seed=seed,
+                per_device_eval_batch_size=64,
+                warmup_steps=10,
+                save_strategy="no",
+                eval_strategy="no",
+                report_to="none",
+                disable_tqdm=True,
+                **hparams,
+            )
+            results = run_distillation(data_args, model_args, training)
+            runs.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "accuracy": results["test_accuracy"],
+                    "macro_f1": results["test_macro_f1"],
+                    "hparams": hparams,
+                    "train_seconds": results["train_seconds"],
+                }
+            )
+            print(runs[-1], flush=True)
+    result = {
+        "dataset": args.dataset,
+        "track": "transformer_student",
+        "num_classes": len(prepared["label_names"]),
+        "label_names": prepared["label_names"],
+        "split_sizes": prepared["split_sizes"],
+        "teacher": mlp["teacher"],
+        "student": {"model": "all-MiniLM-L6-v2 truncated to 2 layers, fine-tuned (15.6M parameters)"},
+        "runs": runs,
+        "command": "python benchmarks/transformer_track.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "hparams_source": "lr/epochs/batch: the demo config; τ, S, β: the MLP track's validation choice",
+    }
+    write_json_atomic(os.path.join(args.results_dir, f"{args.dataset}_transformer_student.json"), result)
+
+
+if __name__ == "__main__":
+    main()
