@@ -298,7 +298,9 @@ def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble:
                 automatic,
                 "",
             ]
-        sections += ["Commands:", ""] + [f"- `{r['command']}`" for r in chosen] + [""]
+        commands = [r["command"] for r in chosen]
+        commands += [r["auto_hparams"]["command"] for r in chosen if r.get("auto_hparams")]
+        sections += ["Commands:", ""] + [f"- `{c}`" for c in dict.fromkeys(commands)] + [""]
         sections += [
             "Hyperparameters selected on validation (seed of the selection run: "
             f"{first.get('selection', {}).get('seed', 'n/a')}):",
