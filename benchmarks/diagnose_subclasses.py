@@ -18,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from hf_lelp.bench.students import _prepared
+from hf_lelp.bench.prepare import PreparedDataset
 from hf_lelp.io_utils import write_json_atomic
 from hf_lelp.projections import FitOptions, fit_projections
 
@@ -47,7 +47,7 @@ def _ridge_r2(x: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray,
 
 
 def diagnose(folder: str, num_subclasses: int, seed: int = 0) -> dict:
-    prepared = _prepared(folder)
+    prepared = PreparedDataset.load(folder)
     cache = prepared.open_cache()
     features = prepared.features("train").astype(np.float64)
     hidden, logits = cache.lookup(np.arange(cache.num_examples))

@@ -16,9 +16,11 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import asdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from hf_lelp.bench.prepare import PreparedDataset  # noqa: E402
 from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
 from hf_lelp.config import LELPConfig  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
@@ -34,8 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results_dir", default="benchmarks/results")
     args = parser.parse_args(argv)
     folder = os.path.join(args.work_dir, args.dataset)
-    with open(os.path.join(folder, "prepared.json"), encoding="utf-8") as handle:
-        prepared = json.load(handle)
+    prepared = asdict(PreparedDataset.load(folder))
     with open(os.path.join(args.results_dir, f"{args.dataset}.json"), encoding="utf-8") as handle:
         mlp = json.load(handle)
     chosen = {}
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                 teacher=os.path.join(folder, "teacher"),
                 student="all-MiniLM-L6-v2",
                 student_num_layers=2,
-                cache_dir=os.path.join(folder, "transformer_track_cache"),
+                # The MLP track's cache: same teacher, data and max length, so the teacher does not run again.
+                cache_dir=os.path.join(folder, "teacher_cache"),
             )
             output_dir = os.path.join(folder, "transformer_track", f"{method}-seed{seed}")
             training = LELPConfig(

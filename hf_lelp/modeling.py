@@ -122,7 +122,7 @@ def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = 
     The head runs on the classifier's input inside the model's forward, and its logits are put into the model's
     output: DDP then sees them as part of the forward graph (no "unused parameter" confusion).
     """
-    owner = _head_owner(model) if not with_features else _head_owner(model) or _unwrapped(model)
+    owner = _head_owner(model) or (_unwrapped(model) if with_features else None)
     if owner is None:
         yield
         return

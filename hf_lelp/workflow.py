@@ -237,6 +237,21 @@ def load_baselines(paths: list[str], split: str) -> list[dict]:
     return rows
 
 
+def text_trainer(student, args, tokenizer, data, cache, subclasses, train_set, **extra) -> LELPTrainer:
+    """An LELPTrainer for a tokenised text student (the main run and every --auto_hparams candidate)."""
+    extra.setdefault("compute_metrics", build_compute_metrics(data.num_labels))
+    return LELPTrainer(
+        model=student,
+        args=args,
+        teacher_cache=cache,
+        projections=subclasses,
+        train_dataset=train_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        **extra,
+    )
+
+
 def choose_hparams_automatically(
     data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig, cache
 ) -> dict:
@@ -262,16 +277,7 @@ def choose_hparams_automatically(
         set_seed(args.seed)
         subclasses = build_subclasses(cache, data, model_args, trial)
         student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size)
-        trainer = LELPTrainer(
-            model=student,
-            args=trial,
-            teacher_cache=cache,
-            projections=subclasses,
-            train_dataset=train_set,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=build_compute_metrics(data.num_labels),
-        )
+        trainer = text_trainer(student, trial, tokenizer, data, cache, subclasses, train_set)
         trainer.train()
         metrics = trainer.evaluate(validation, metric_key_prefix="validation")
         del trainer, student
@@ -311,15 +317,15 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
         load_baselines(model_args.baseline_results, data_args.eval_split),
     )
     card["auto_hparams"] = auto
-    trainer = LELPTrainer(
-        model=student,
-        args=args,
-        teacher_cache=cache,
-        projections=projections,
-        train_dataset=train_set,
+    trainer = text_trainer(
+        student,
+        args,
+        tokenizer,
+        data,
+        cache,
+        projections,
+        train_set,
         eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
         compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
         card_context=card,
     )

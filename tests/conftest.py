@@ -177,6 +177,15 @@ def project(tmp_path_factory):
     return folder
 
 
+def run_expecting_failure(command) -> str:
+    """Run a recipe that must fail; returns its stdout + stderr (for the error text)."""
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
 def run(command, **env):
     result = subprocess.run(
         command,

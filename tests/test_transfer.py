@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_texts, run
+from conftest import make_texts, run, run_expecting_failure
 from hf_lelp import LELPConfig
 from hf_lelp.autotune import candidate_grid, successive_halving
 from hf_lelp.data import load_text_classification
@@ -113,7 +113,7 @@ def test_distill_on_unlabelled_transfer_text(project, tmp_path):
     labels = np.load(tmp_path / "cache" / "labels.npy")
     assert set(labels.tolist()) == {-1}  # the cache never saw a label
     # CE needs labels: refused before any work, with the fix in the message.
-    failed = run_failing([*base, "--transfer_data", str(tmp_path / "raw.txt"), "--method", "ce"])
+    failed = run_expecting_failure([*base, "--transfer_data", str(tmp_path / "raw.txt"), "--method", "ce"])
     assert "use --method lelp or kd" in failed
 
 
@@ -157,16 +157,3 @@ def test_auto_hparams_chooses_on_validation_and_documents_the_sweep(project, tmp
     assert results["train_examples"] == 90  # 120 train rows minus the 30 carved into validation
     card = (out / "README.md").read_text()
     assert "chosen automatically" in card and card.count("| 2 | 1.0 |") == 2
-
-
-def run_failing(command) -> str:
-    import os
-    import subprocess
-
-    from conftest import ROOT
-
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    assert result.returncode != 0
-    return result.stdout + result.stderr

@@ -55,11 +55,7 @@ def _split_dataset(folder: str, split: str) -> datasets.Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _prepared(folder: str) -> PreparedDataset:
-    import json
-    import os
-
-    with open(os.path.join(folder, "prepared.json"), encoding="utf-8") as handle:
-        return PreparedDataset(**json.load(handle))
+    return PreparedDataset.load(folder)
 
 
 @functools.lru_cache(maxsize=4)
