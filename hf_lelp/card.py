@@ -7,26 +7,31 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .assets import OFFLINE_MODELS
+from .assets import OFFLINE_MODELS, resolve_model
+from .publish import public_name
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "lelp_student.md.j2"
 
 
 def base_model_id(name: str) -> str:
-    """Hub id of the student's initial checkpoint (offline short names map to their Hub original)."""
-    return f"sentence-transformers/{name}" if name in OFFLINE_MODELS else name
+    """Hub id of the student's initial checkpoint (offline short names map to their Hub original); a local
+    folder is written as its basename, never as a path of this machine."""
+    return f"sentence-transformers/{name}" if name in OFFLINE_MODELS else public_name(name)
 
 
 def static_card_context(data, data_args, model_args, teacher_eval: dict, baselines: list[dict]) -> dict:
     """What the card says that does not change during training (set once on the trainer)."""
     eval_split = data_args.eval_split
+    local = [model_args.student, model_args.teacher, model_args.cache_dir, data_args.dataset]
+    local += [resolve_model(name) for name in (model_args.student, model_args.teacher) if name]
+    local += list((data_args.data_files() or {}).values()) + [data_args.transfer_data]
     return {
         "base_model": base_model_id(model_args.student),
         "student_num_layers": model_args.student_num_layers,
-        "dataset": data_args.dataset,
+        "dataset": public_name(data_args.dataset),
         "label_names": data.label_names,
         "split_sizes": {name: len(split) for name, split in data.splits.items()},
-        "teacher": model_args.teacher,
+        "teacher": public_name(model_args.teacher),
         "teacher_accuracy": teacher_eval.get(f"{eval_split}_accuracy"),
         "teacher_macro_f1": teacher_eval.get(f"{eval_split}_macro_f1"),
         "eval_split": eval_split,
@@ -39,6 +44,8 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
             "dropout": model_args.lora_dropout,
             "merged": model_args.merge_lora,
         },
+        # Not rendered: this machine's paths, which the push scan refuses to find in any published file.
+        "local_paths": [os.path.abspath(p) for p in local if p and os.path.exists(p)],
     }
 
 

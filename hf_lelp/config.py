@@ -125,6 +125,13 @@ class LELPConfig(TrainingArguments):
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
+        if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
+            raise ValueError(
+                "--per_device_train_batch_size and --per_device_eval_batch_size must be >= 1, got "
+                f"{self.per_device_train_batch_size} and {self.per_device_eval_batch_size}."
+            )
+        if self.method in SUBCLASS_METHODS and self.method != "oracle" and self.num_subclasses < 1:
+            raise ValueError(f"--num_subclasses (S) must be >= 1 ({self.method}), got {self.num_subclasses}.")
         if self.method in PROJECTION_METHODS:
             self.fit_options()  # validates num_subclasses and grouping
         if self.auto_hparams and self.method not in SUBCLASS_METHODS or self.auto_hparams and self.method == "oracle":

@@ -8,10 +8,12 @@ import os
 import shutil
 
 import torch
+from huggingface_hub import HfApi, get_token
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
+from transformers.utils.hub import PushInProgress
 
 from .cache import TeacherCache
 from .card import trainer_card_context, write_model_card
@@ -20,9 +22,9 @@ from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
 from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
 from .modeling import (
+    AUXILIARY_FILES,
     FEATURE_REGRESSOR,
     STUDENT_FEATURES,
-    SUBCLASS_HEAD_FILE,
     SUBCLASS_LOGITS,
     auxiliary_module,
     is_peft_model,
@@ -31,27 +33,18 @@ from .modeling import (
     split_auxiliary,
     subclass_logits_of,
 )
+from .publish import (
+    CHECKPOINT_STATE,
+    PUBLISHED,
+    public_name,
+    public_training_args,
+    sanitise_adapter_config,
+    scan,
+    stage,
+)
+from .resume import check_resumable, last_complete_checkpoint, mark_complete, run_fingerprint
 
 logger = logging.getLogger(__name__)
-
-
-CHECKPOINT_MARKER = "lelp_checkpoint_complete.json"
-
-
-def last_complete_checkpoint(output_dir: str) -> str:
-    """The newest checkpoint folder whose completion marker exists (incomplete ones are skipped, with a warning)."""
-    folders = (
-        [name for name in os.listdir(output_dir) if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
-        if (os.path.isdir(output_dir))
-        else []
-    )
-    for name in sorted(
-        folders, key=lambda n: int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else -1, reverse=True
-    ):
-        if os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_MARKER)):
-            return os.path.join(output_dir, name)
-        logger.warning("Skipping incomplete checkpoint %s (interrupted while saving).", name)
-    raise ValueError(f"No complete checkpoint in {output_dir} to resume from.")
 
 
 class LELPTrainer(Trainer):
@@ -207,9 +200,15 @@ class LELPTrainer(Trainer):
         super()._save(output_dir, state_dict=base)
         if self.args.should_save:
             save_auxiliary(auxiliary, output_dir)
+            for name, file_name in AUXILIARY_FILES.items():  # a side file of an earlier run is not this model's
+                stale = os.path.join(output_dir, file_name)
+                if name not in auxiliary and os.path.isfile(stale):
+                    os.remove(stale)
             write_json_atomic(os.path.join(output_dir, "lelp_config.json"), self.lelp_metadata())
-            # Arguments as JSON instead of the Trainer's pickled training_args.bin (safe to publish).
-            write_json_atomic(os.path.join(output_dir, "training_args.json"), json.loads(self.args.to_json_string()))
+            # Arguments as JSON (tokens masked, local paths cut to basenames) instead of the pickled
+            # training_args.bin, which holds hub_token in clear.
+            public_args = public_training_args(json.loads(self.args.to_json_string()))
+            write_json_atomic(os.path.join(output_dir, "training_args.json"), public_args)
             pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
             if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
                 os.remove(pickled)
@@ -217,7 +216,7 @@ class LELPTrainer(Trainer):
                 self.write_card(output_dir)
 
     def _keeps_pickled_args(self, output_dir: str) -> bool:
-        # Checkpoint folders keep the Trainer's own files untouched; only published folders drop the pickle.
+        # Local checkpoint folders keep the Trainer's own files untouched (they are never uploaded as they are).
         return os.path.basename(os.path.normpath(output_dir)).startswith(PREFIX_CHECKPOINT_DIR)
 
     def write_card(self, output_dir: str) -> None:
@@ -231,14 +230,91 @@ class LELPTrainer(Trainer):
         else:
             super().create_model_card(*args, **kwargs)
 
+    # --- Publishing. Checked against transformers 5.17-5.24: Trainer.push_to_hub and _push_from_checkpoint
+    # upload the whole output_dir (and checkpoint folders with training_args.bin); both are replaced so that
+    # every commit is an allowlisted, scanned staging folder (hf_lelp/publish.py).
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=kwargs.pop("private", None))
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        self._finish_current_push()
+        return self._upload(
+            self.args.output_dir,
+            commit_message,
+            token=token,
+            revision=revision or self.args.hub_revision,
+            blocking=blocking,
+        )
+
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # The Trainer copies only weights and config from the checkpoint; our side files and card travel too.
-        if self.is_world_process_zero():
-            for name in (SUBCLASS_HEAD_FILE, "lelp_config.json", "training_args.json", "README.md"):
-                source = os.path.join(checkpoint_folder, name)
-                if os.path.isfile(source):
-                    shutil.copy(source, os.path.join(self.args.output_dir, name))
-        super()._push_from_checkpoint(checkpoint_folder)
+        args = self.args
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+            return
+        if not args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return  # the Trainer's rule: skip this push while the previous one is still uploading
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        if args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"
+        # The checkpoint folder holds the model, tokenizer, card and side files of this step: publish from it.
+        jobs = [self._upload(checkpoint_folder, message, blocking=False)]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None
+            jobs.append(
+                self._upload(
+                    checkpoint_folder,
+                    message + ", checkpoint",
+                    path_in_repo=path_in_repo or os.path.basename(checkpoint_folder),
+                    resumable=True,
+                    blocking=False,
+                )
+            )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
+
+    def _upload(self, folder, message, *, token=None, revision=None, path_in_repo=None, resumable=False, blocking):
+        """Stage the allowlisted files of `folder`, scan them, upload them as one commit; the staging folder is
+        removed when the upload ends."""
+        args = self.args
+        staging = stage(folder, PUBLISHED + CHECKPOINT_STATE if resumable else PUBLISHED)
+        try:
+            sanitise_adapter_config(staging, (self.card_context or {}).get("base_model"))
+            secrets = [token, args.hub_token, get_token(), os.environ.get("HF_TOKEN")]
+            scan(staging, secrets, [args.output_dir, *self.local_paths, os.getcwd()], allow_pickles=resumable)
+            upload = HfApi().upload_folder(
+                repo_id=self.hub_model_id,
+                folder_path=staging,
+                path_in_repo=path_in_repo,
+                commit_message=message,
+                token=token or args.hub_token,
+                revision=revision or args.hub_revision,
+                run_as_future=not blocking,
+            )
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if blocking:
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            upload.add_done_callback(lambda _: shutil.rmtree(staging, ignore_errors=True))
+        return upload
+
+    @property
+    def local_paths(self) -> list[str]:
+        """This machine's paths that a published file must not contain (teacher, student, cache, data files)."""
+        paths = list((self.card_context or {}).get("local_paths", []))
+        if self.teacher_cache is not None:
+            paths.append(self.teacher_cache.path)
+        return paths
 
     def lelp_metadata(self) -> dict:
         args: LELPConfig = self.args
@@ -264,8 +340,23 @@ class LELPTrainer(Trainer):
                 }
             )
         if self.teacher_cache is not None:
-            meta["cache_fingerprint"] = self.teacher_cache.fingerprint
+            fingerprint = dict(self.teacher_cache.fingerprint)
+            fingerprint["teacher"] = public_name(fingerprint.get("teacher"))
+            fingerprint["dataset"] = public_name(fingerprint.get("dataset"))
+            meta["cache_fingerprint"] = fingerprint
         return meta
+
+    # --- Checkpoints: a completion marker written last, recording the run's configuration.
+
+    def run_fingerprint(self) -> dict:
+        model = self.accelerator.unwrap_model(self.model)
+        config = getattr(model, "config", None)
+        return run_fingerprint(
+            self.args,
+            config.to_dict() if config is not None else {},
+            self.teacher_cache.fingerprint if self.teacher_cache is not None else None,
+            len(self.train_dataset) if self.train_dataset is not None else 0,
+        )
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
@@ -273,20 +364,16 @@ class LELPTrainer(Trainer):
         # but misses e.g. optimizer.pt (then silently skipped on resume). This marker, written last, says it isn't.
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.args.should_save and os.path.isdir(folder):
-            write_json_atomic(os.path.join(folder, CHECKPOINT_MARKER), {"global_step": self.state.global_step})
+            mark_complete(folder, self.state.global_step, self.run_fingerprint())
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint:
+            check_resumable(resume_from_checkpoint, self.run_fingerprint())
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if not os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_MARKER)):
-            raise ValueError(
-                f"Checkpoint {resume_from_checkpoint} is incomplete (training stopped while it was being written) "
-                f"or was not written by LELPTrainer. Resume from an earlier checkpoint, or pass "
-                "--resume_from_checkpoint true to pick the last complete one."
-            )
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
         load_auxiliary(model if model is not None else self.model, resume_from_checkpoint)
 

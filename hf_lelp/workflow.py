@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 
 import numpy as np
 from accelerate import Accelerator
@@ -26,7 +28,8 @@ from .card import static_card_context
 from .cli import DataArguments, ModelArguments
 from .config import PROJECTION_METHODS, SUBCLASS_METHODS, LELPConfig
 from .data import FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
-from .io_utils import write_json_atomic
+from .io_utils import read_json, write_json_atomic
+from .locks import exclusive_folder
 from .metrics import build_compute_metrics
 from .modeling import apply_lora, attach_feature_regressor, attach_subclass_head, load_student, parameter_counts
 from .projections import load_or_fit_projections
@@ -115,7 +118,7 @@ def ensure_teacher_cache(
     check_process_group(args)
     if not model_args.teacher:
         raise ValueError(f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id).")
-    cache_dir = model_args.cache_dir or os.path.join(args.output_dir, "teacher_cache")
+    cache_dir = model_args.cache_dir or default_cache_dir(data_args, model_args)
     teacher_path = resolve_model(model_args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
     if teacher.config.num_labels != data.num_labels:
@@ -125,7 +128,18 @@ def ensure_teacher_cache(
         )
     check_teacher_labels(teacher.config, data.label_names)
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
-    cache = build_teacher_cache(
+    building = not os.path.isfile(os.path.join(cache_dir, "meta.json"))
+    # Two runs building one cache would race on its shards: the main process holds the folder while it builds.
+    holding = exclusive_folder(cache_dir, "teacher cache") if building and args.process_index == 0 else nullcontext()
+    with holding:
+        cache = _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, args)
+    del teacher  # the teacher is never in memory while the student trains
+    gc.collect()
+    return cache
+
+
+def _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, args) -> TeacherCache:
+    return build_teacher_cache(
         teacher,
         tokenizer,
         data.splits["train"],
@@ -140,9 +154,26 @@ def ensure_teacher_cache(
         head_module=model_args.teacher_head_module,
         accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
     )
-    del teacher  # the teacher is never in memory while the student trains
-    gc.collect()
-    return cache
+
+
+def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> str:
+    """Where a cache lives when --cache_dir is not given: never inside output_dir (which is what gets published),
+    but under $HF_LELP_CACHE (default ~/.cache/hf_lelp), keyed by the teacher, the data and the cache options."""
+    home = os.environ.get("HF_LELP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hf_lelp")
+    teacher = resolve_model(model_args.teacher)
+    key = {
+        "teacher": os.path.abspath(teacher) if os.path.exists(teacher) else teacher,
+        "dataset": data_args.dataset,
+        "files": {k: os.path.abspath(v) for k, v in (data_args.data_files() or {}).items()},
+        "transfer": data_args.transfer_data and os.path.abspath(data_args.transfer_data),
+        "caps": [data_args.caps(), data_args.max_transfer_examples, data_args.subset_seed],
+        "validation_from_train": data_args.validation_from_train,
+        "text": [data_args.text_column, data_args.label_column, data_args.class_names],
+        "cache": [data_args.max_length, model_args.cache_dtype, model_args.teacher_head_module],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = os.path.basename(os.path.normpath(teacher)) or "teacher"
+    return os.path.join(home, "teacher_caches", f"{name}-{digest}")
 
 
 def check_teacher_labels(config, label_names: list[str]) -> None:
@@ -291,11 +322,42 @@ def choose_hparams_automatically(
     return result.as_dict()
 
 
+def check_eval_split(data: TextClassificationData, data_args: DataArguments) -> None:
+    if data_args.eval_split and data_args.eval_split not in data.splits:
+        raise ValueError(
+            f"--eval_split '{data_args.eval_split}' is not a split of {data_args.dataset} (splits: "
+            f"{sorted(data.splits)}). Pass one of them, add the file with --test_file/--validation_file, or pass "
+            "--eval_split '' to train without a final evaluation."
+        )
+
+
+def check_output_dir(output_dir: str, method: str) -> None:
+    """Refuse to write one method's student over another's: their side files and results would mix."""
+    config_path = os.path.join(output_dir, "lelp_config.json")
+    if not os.path.isfile(config_path):
+        return
+    previous = read_json(config_path).get("method")
+    if previous != method:
+        raise ValueError(
+            f"{output_dir} holds a finished --method {previous} student; a --method {method} run there would mix "
+            f"the two (side files, results, checkpoints). Pass another --output_dir, or delete {output_dir}."
+        )
+
+
 def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
-    start = time.time()
+    """The whole job, holding output_dir against a second run (refused with this run named)."""
     check_process_group(args)
+    holding = exclusive_folder(args.output_dir, "output folder") if args.process_index == 0 else nullcontext()
+    with holding:
+        return _run_distillation(data_args, model_args, args)
+
+
+def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
+    start = time.time()
+    check_output_dir(args.output_dir, args.method)
     set_seed(args.seed)
     data = load_data(data_args)
+    check_eval_split(data, data_args)
     check_labels_for_method(data, args)
     cache = projections = None
     if args.uses_teacher:
@@ -307,7 +369,7 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
     student, tokenizer = build_student(data, model_args, args, projections, cache.hidden_size if cache else None)
     parameters = parameter_counts(student)
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
-    eval_name = data_args.eval_split if data_args.eval_split in data.splits else None
+    eval_name = data_args.eval_split or None  # '' = no final evaluation, asked for explicitly
     eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
     card = static_card_context(
         data,

@@ -22,7 +22,7 @@ from conftest import ROOT, VOCAB, make_split, make_tokenizer, run, synthetic_cac
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
 from hf_lelp.data import load_text_classification, tokenize_split
 from hf_lelp.projections import SubclassProjections
-from hf_lelp.trainer import CHECKPOINT_MARKER, last_complete_checkpoint
+from hf_lelp.resume import CHECKPOINT_MARKER, last_complete_checkpoint
 
 
 def disk_full_after(real, calls_before_failure: int):

@@ -32,6 +32,7 @@ class StandInHub:
 
     def __init__(self, root: Path):
         self.root, self.commits, self.repos, self.validated = root, [], [], []
+        self.uploads: list[tuple[str, bytes]] = []  # every file of every commit, as uploaded
 
     def create_repo(self, api, repo_id, *args, **kwargs):
         self.repos.append({"repo_id": repo_id, "private": kwargs.get("private")})
@@ -51,8 +52,10 @@ class StandInHub:
             target = self.root / repo_id / operation.path_in_repo
             target.parent.mkdir(parents=True, exist_ok=True)
             source = operation.path_or_fileobj
-            target.write_bytes(Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read())
+            content = Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read()
+            target.write_bytes(content)
             paths.append(operation.path_in_repo)
+            self.uploads.append((operation.path_in_repo, content))
         self.commits.append({"repo_id": repo_id, "message": commit_message, "paths": sorted(paths)})
         oid = f"{len(self.commits):040x}"
         return CommitInfo(
@@ -122,7 +125,7 @@ def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, h
     assert not [p for p in final["paths"] if p.endswith((".bin", ".pt", ".pth", ".pkl"))], final["paths"]
     card = (pushed / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert front["base_model"] == str(project / "student_init")
+    assert front["base_model"] == "student_init"  # a local folder is published by its basename, never its path
     assert {"lelp", "distillation", "text-classification"} <= set(front["tags"])
     assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == round(results["test_accuracy"], 4)
     assert "S = 2" in card and "arXiv 2409.20449" in card
@@ -289,3 +292,84 @@ def test_peft_recipe_with_merge_exports_a_plain_model(project, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert "LoRA" in (out / "README.md").read_text()
+
+
+SECRET = "hf_leakcanary0123456789abcdef"
+
+
+@pytest.mark.parametrize("strategy", ["end", "every_save", "checkpoint", "all_checkpoints"])
+def test_no_push_holds_the_token_a_pickle_a_cache_file_or_a_local_path(project, hub, tmp_path, strategy):
+    """Through the real push path (Trainer -> HfApi.upload_folder -> create_commit) with every hub_strategy: a
+    cache inside output_dir, and a cache at the default place, never travel; no byte of any commit is the token."""
+    out = tmp_path / "run"
+    inside = out / "teacher_cache"  # the worst case: a user puts the cache inside output_dir
+    distill.main(
+        [
+            str(project / "distill.yaml"),
+            "--output_dir",
+            str(out),
+            "--cache_dir",
+            str(inside),
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            "me/leak-check",
+            "--hub_strategy",
+            strategy,
+            "--hub_token",
+            SECRET,
+            "--save_strategy",
+            "epoch",
+            "--num_train_epochs",
+            "2",
+        ]
+    )
+    assert (inside / "hidden.npy").is_file() and hub.uploads
+    resumable = strategy in ("checkpoint", "all_checkpoints")
+    local = [str(tmp_path).encode(), str(project).encode(), ROOT.encode()]
+    for path, content in hub.uploads:
+        assert SECRET.encode() not in content, path
+        name = os.path.basename(path)
+        assert not name.endswith(".npy") and name not in ("head.safetensors", "meta.json", "training_args.bin"), path
+        in_checkpoint = path.startswith(("last-checkpoint/", "checkpoint-"))
+        if not (resumable and in_checkpoint):
+            assert not name.endswith((".bin", ".pt", ".pth", ".pkl")) and not content.startswith(b"PK\x03\x04"), path
+        if name.endswith((".json", ".md", ".txt")):
+            assert not any(p in content for p in local), (path, content[:400])
+    published = {path for path, _ in hub.uploads}
+    if resumable:  # resuming elsewhere needs the Trainer's state, with the arguments as JSON only
+        folder = "last-checkpoint" if strategy == "checkpoint" else "checkpoint-"
+        assert any(p.startswith(folder) and p.endswith("optimizer.pt") for p in published)
+        assert any(p.startswith(folder) and p.endswith("training_args.json") for p in published)
+    if strategy != "end":
+        assert [c for c in hub.commits if c["message"].startswith("Training in progress")]
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= published
+
+
+def test_the_default_cache_is_outside_output_dir(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_LELP_CACHE", str(tmp_path / "caches"))
+    config = yaml.safe_load((project / "distill.yaml").read_text())
+    config.pop("cache_dir")
+    (tmp_path / "no_cache_dir.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    distill.main([str(tmp_path / "no_cache_dir.yaml"), "--output_dir", str(out)])
+    assert not list(out.rglob("*.npy")) and not list(out.rglob("meta.json"))
+    assert list((tmp_path / "caches" / "teacher_caches").glob("*/hidden.npy"))
+
+
+def test_scan_refuses_a_token_a_pickle_a_cache_file_and_a_local_path(tmp_path):
+    from hf_lelp.publish import UnsafePushError, scan
+
+    cases = {
+        "config.json": b'{"note": "hf_leakcanary0123456789abcdef"}',
+        "rng_state.pth": b"\x80\x04K\x01.",
+        "hidden.npy": b"\x93NUMPY",
+        "README.md": f"base_model: {tmp_path}/student".encode(),
+    }
+    for name, content in cases.items():
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / name).write_bytes(content)
+        with pytest.raises(UnsafePushError, match=name):
+            scan(str(folder), [SECRET], [str(tmp_path)])
+    scan(str(tmp_path / "rng_state_pth"), [SECRET], [str(tmp_path)], allow_pickles=True)  # checkpoint state
