@@ -13,10 +13,13 @@ so a rerun after an interruption skips finished shards; the main process then me
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 import datasets
@@ -28,13 +31,22 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import EXAMPLE_ID, LABEL, TEXT, dataset_fingerprint
 from .heads import capture_layer_input, find_output_layer
-from .io_utils import read_json, sha256_file, sha256_tensors, write_atomic, write_json_atomic
+from .io_utils import (
+    is_no_space,
+    no_space_error,
+    read_json,
+    sha256_file,
+    sha256_tensors,
+    write_atomic,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Fields that must agree between a cache and the run that wants to use it.
-FINGERPRINT_KEYS = ("teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
+# Fields that must agree between a cache and the run that wants to use it. teacher_sha256 covers the whole teacher;
+# teacher_head_sha256 alone would miss a retrained encoder under an unchanged head.
+FINGERPRINT_KEYS = ("teacher_sha256", "teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
 ARRAYS = ("example_ids", "hidden", "logits", "labels")
 
 
@@ -92,6 +104,18 @@ class CorruptCacheError(ValueError):
     """A cache file whose checksum or shape does not match its metadata."""
 
 
+def sha256_state_dict(model: torch.nn.Module) -> str:
+    """sha256 over every (name, dtype, shape, raw bytes) of the state_dict in name order, one tensor at a time."""
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        # Raw bytes through a uint8 view: also covers dtypes numpy lacks (bfloat16, float8).
+        digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def make_fingerprint(
     teacher_name: str,
     head: torch.nn.Linear,
@@ -100,10 +124,11 @@ def make_fingerprint(
     max_length: int,
     label_names: list[str],
     dtype: str,
+    teacher: torch.nn.Module | None = None,
 ) -> dict:
     import transformers
 
-    return {
+    fingerprint = {
         "teacher": teacher_name,
         "teacher_head_sha256": sha256_tensors(head.weight, head.bias if head.bias is not None else torch.zeros(1)),
         "dataset": dataset_name,
@@ -116,6 +141,9 @@ def make_fingerprint(
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
     }
+    if teacher is not None:
+        fingerprint["teacher_sha256"] = sha256_state_dict(teacher)
+    return fingerprint
 
 
 def check_fingerprint(found: dict, expected: dict, what: str, path: str) -> None:
@@ -265,6 +293,20 @@ def _to_storage(hidden: torch.Tensor, dtype: str) -> torch.Tensor:
     return hidden.to(CACHE_DTYPES[dtype]).cpu().contiguous()
 
 
+def _check_finite(h: torch.Tensor, logits: torch.Tensor, example_ids: list) -> None:
+    """Raise FloatingPointError naming the examples whose captured h or logits hold NaN/Inf."""
+    bad = ~(torch.isfinite(h).all(dim=1) & torch.isfinite(logits).all(dim=1))
+    if not bad.any():
+        return
+    ids = [example_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
+    cause = " (all of them: the teacher's weights are likely not finite)" if len(ids) > 1 and bad.all() else ""
+    raise FloatingPointError(
+        f"The teacher produced NaN/Inf for example ids {ids[:20]}{cause}: its outputs are not finite. Check those "
+        "texts and the teacher checkpoint for NaN/Inf weights, and run the teacher pass without --bf16/--fp16 (half "
+        "precision can overflow)."
+    )
+
+
 @torch.no_grad()
 def _run_shard(
     teacher, head, tokenizer, rows: datasets.Dataset, max_length, batch_size, device, autocast, dtype, progress
@@ -277,13 +319,7 @@ def _run_shard(
             out = teacher(**encoded).logits
         h = captured["input"].float()
         logits_batch = out.float()
-        bad = ~(torch.isfinite(h).all(dim=1) & torch.isfinite(logits_batch).all(dim=1))
-        if bad.any():
-            ids = [batch[EXAMPLE_ID][i] for i in torch.nonzero(bad).flatten().tolist()]
-            raise FloatingPointError(
-                f"The teacher produced NaN/Inf for example ids {ids[:20]}. Check those texts and the teacher "
-                "(try a float32 teacher pass: --teacher_dtype float32)."
-            )
+        _check_finite(h, logits_batch, batch[EXAMPLE_ID])
         hidden.append(_to_storage(h, dtype))
         logits.append(logits_batch.cpu())
         progress.update(len(batch[TEXT]))
@@ -301,7 +337,10 @@ def _check_output_layer(teacher, head, tokenizer, split, max_length, device, aut
     encoded = _encode(tokenizer, sample[TEXT], max_length, device)
     with torch.no_grad(), capture_layer_input(head) as captured, autocast():
         logits = teacher(**encoded).logits.float()
-    recomputed = captured["input"].float() @ head.weight.float().T
+    h = captured["input"].float()
+    # Before the tolerance below: from NaN logits it would be NaN, and torch.allclose fails on that obscurely.
+    _check_finite(h, logits, sample[EXAMPLE_ID])
+    recomputed = h @ head.weight.float().T
     if head.bias is not None:
         recomputed = recomputed + head.bias.float()
     tolerance = 1e-3 + 2e-2 * float(logits.abs().max())  # generous enough for bf16/fp16 autocast
@@ -352,6 +391,7 @@ def build_teacher_cache(
         max_length,
         label_names,
         dtype,
+        teacher,
     )
     # Recorded, not compared: a cache from a float32 pass is fine for a bf16 run and the other way round.
     expected["teacher_autocast"] = str(accelerator.mixed_precision)
@@ -470,6 +510,28 @@ def write_cache_chunks(
     return TeacherCache.open(cache_dir)
 
 
+def _reserved_memmap(path: str, shape: tuple, dtype) -> np.memmap:
+    """A .npy opened for writing through a memory map, with all its blocks allocated first.
+
+    A full disk then fails here as OSError(ENOSPC) instead of killing the process with SIGBUS when a write through
+    the map finds no block (open_memmap alone only makes a sparse file).
+    """
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except (AttributeError, OSError) as error:  # no fallocate (macOS, some file systems): write the zeros
+            if isinstance(error, OSError) and error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            handle.seek(array.offset)  # past the header
+            for start in range(array.offset, size, 1 << 22):
+                handle.write(bytes(min(1 << 22, size - start)))
+            handle.flush()
+            os.fsync(handle.fileno())
+    return array
+
+
 def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name, n, shard_size) -> None:
     """Stream the shards into memory-mappable arrays, sorted by example id, then write meta.json last."""
     first = load_file(_shard_paths(shard_dir, 0)[0])
@@ -481,29 +543,47 @@ def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name
         "logits": ((n, c), np.float32),
         "labels": ((n,), np.int64),
     }
-    tmp = {name: os.path.join(cache_dir, f".tmp-{name}.npy") for name in ARRAYS}
-    out = {
-        name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=shape)
-        for name, (shape, dt) in shapes.items()
-    }
-    for k in range(num_shards):
-        if not _shard_is_valid(shard_dir, k, min(shard_size, n - k * shard_size)):
-            raise CorruptCacheError(f"Shard {k} in {shard_dir} is corrupt; rerun the teacher pass to recompute it.")
-        shard = load_file(_shard_paths(shard_dir, k)[0])
-        lo, hi = k * shard_size, k * shard_size + len(shard["example_id"])
-        hidden = shard["hidden"].view(torch.int16) if fingerprint["dtype"] == "bfloat16" else shard["hidden"]
-        out["example_ids"][lo:hi] = shard["example_id"].numpy()
-        out["hidden"][lo:hi] = hidden.numpy()
-        out["logits"][lo:hi] = shard["logits"].numpy()
-        out["labels"][lo:hi] = shard["labels"].numpy()
-    order = np.argsort(out["example_ids"], kind="stable")
-    if np.any(order != np.arange(n)):  # rows are positions in the split; sort only when ids are not increasing
-        for name in ARRAYS:
-            out[name][:] = np.asarray(out[name])[order]
-    ids_are_positions = bool(np.array_equal(out["example_ids"], np.arange(n)))
-    for array in out.values():
-        array.flush()
-    del out
+    tmp: dict[str, str] = {}
+    writing = cache_dir
+    try:
+        out = {}
+        for name, (shape, dt) in shapes.items():
+            writing = os.path.join(cache_dir, f"{name}.npy")
+            fd, tmp[name] = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".npy", dir=cache_dir)
+            os.close(fd)
+            out[name] = _reserved_memmap(tmp[name], shape, dt)
+        writing = cache_dir
+        for k in range(num_shards):
+            if not _shard_is_valid(shard_dir, k, min(shard_size, n - k * shard_size)):
+                raise CorruptCacheError(
+                    f"Shard {k} in {shard_dir} is corrupt; rerun the teacher pass to recompute it."
+                )
+            shard = load_file(_shard_paths(shard_dir, k)[0])
+            lo, hi = k * shard_size, k * shard_size + len(shard["example_id"])
+            hidden = shard["hidden"].view(torch.int16) if fingerprint["dtype"] == "bfloat16" else shard["hidden"]
+            out["example_ids"][lo:hi] = shard["example_id"].numpy()
+            out["hidden"][lo:hi] = hidden.numpy()
+            out["logits"][lo:hi] = shard["logits"].numpy()
+            out["labels"][lo:hi] = shard["labels"].numpy()
+        order = np.argsort(out["example_ids"], kind="stable")
+        if np.any(order != np.arange(n)):  # rows are positions in the split; sort only when ids are not increasing
+            for name in ARRAYS:
+                out[name][:] = np.asarray(out[name])[order]
+        ids_are_positions = bool(np.array_equal(out["example_ids"], np.arange(n)))
+        for array in out.values():
+            array.flush()
+        del out
+    except BaseException as error:
+        # Shards and any earlier complete cache are untouched: a rerun after freeing space merges again.
+        for path in tmp.values():
+            if os.path.exists(path):
+                os.remove(path)
+        if is_no_space(error):
+            raise no_space_error(writing) from error
+        raise
+    meta_path = os.path.join(cache_dir, "meta.json")
+    if os.path.exists(meta_path):  # an older cache's meta.json must not vouch for the arrays that replace its own
+        os.remove(meta_path)
     checksums = {}
     for name in ARRAYS:
         final = os.path.join(cache_dir, f"{name}.npy")
@@ -523,7 +603,7 @@ def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name
     )
     checksums["head.safetensors"] = sha256_file(head_path)
     write_json_atomic(
-        os.path.join(cache_dir, "meta.json"),
+        meta_path,
         {
             "format": "hf_lelp.teacher_cache/1",
             "fingerprint": fingerprint,

@@ -29,14 +29,31 @@ def atomic_path(final_path: str):
     except BaseException as error:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            kept = "the previous complete file is intact" if os.path.exists(final_path) else "nothing was written"
-            raise OSError(
-                errno.ENOSPC,
-                f"No space left on device while writing {final_path} ({kept}). Free space "
-                "and rerun: finished work is kept and resumed.",
-            ) from error
+        if is_no_space(error):
+            raise no_space_error(final_path) from error
         raise
+
+
+# How a full disk reads when it does not arrive as OSError(ENOSPC): safetensors raises SafetensorError with the
+# Rust io::Error in its text ("... No space left on device (os error 28)", or "StorageFull" in its debug form).
+NO_SPACE_TEXTS = ("No space left on device", "StorageFull", "os error 28")
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether `error` is a full disk, whatever library raised it."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return any(text in str(error) for text in NO_SPACE_TEXTS)
+
+
+def no_space_error(final_path: str) -> OSError:
+    """The one ENOSPC message (raise it `from` the original): which file, whether a previous complete one survives."""
+    kept = "the previous complete file is intact" if os.path.exists(final_path) else "nothing was written"
+    return OSError(
+        errno.ENOSPC,
+        f"No space left on device while writing {final_path} ({kept}). Free space and rerun: finished work is kept "
+        "and resumed.",
+    )
 
 
 def write_atomic(final_path: str, write: Callable[[str], None]) -> None:

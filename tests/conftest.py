@@ -197,3 +197,11 @@ def run(command, **env):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_cache_home(tmp_path_factory):
+    """Default teacher caches (no --cache_dir) go to a temporary folder, not the user's ~/.cache; subprocesses
+    inherit it through the environment."""
+    os.environ["HF_LELP_CACHE"] = str(tmp_path_factory.mktemp("hf_lelp_cache"))
+    yield

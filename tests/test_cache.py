@@ -9,7 +9,7 @@ from transformers import MPNetConfig, MPNetForSequenceClassification, RobertaCon
 
 import hf_lelp.cache as cache_module
 from conftest import VOCAB, make_split, tiny_bert
-from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache
+from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, sha256_state_dict
 
 
 def tiny_model(config_class, model_class, num_labels=2):
@@ -162,3 +162,49 @@ def test_half_precision_cache_roundtrips(tokenizer, tmp_path, dtype, tolerance):
     h16, _ = half.lookup(np.arange(60))
     assert h16.dtype == torch.float32
     torch.testing.assert_close(h16, h32, atol=tolerance * h32.abs().max().item(), rtol=tolerance)
+
+
+@pytest.mark.fault
+def test_a_teacher_with_other_encoder_weights_but_the_same_head_is_refused(tokenizer, tmp_path, monkeypatch):
+    split, teacher = make_split(100), tiny_bert(2)
+    retrained = tiny_bert(2)
+    with torch.no_grad():
+        retrained.bert.encoder.layer[0].attention.self.query.weight[0, 0] += 0.5
+    torch.testing.assert_close(retrained.classifier.weight, teacher.classifier.weight, atol=0, rtol=0)
+    cache = build(teacher, tokenizer, split, tmp_path / "cache")
+    assert cache.fingerprint["teacher_sha256"] == sha256_state_dict(teacher) != sha256_state_dict(retrained)
+    assert "teacher_head_sha256" in cache.fingerprint  # still printed by the model card
+    with pytest.raises(CacheMismatchError, match="teacher_sha256: teacher cache has '.*', this run has '.*'") as info:
+        build(retrained, tokenizer, split, tmp_path / "cache")
+    assert "teacher_head_sha256" not in str(info.value)
+    # The same for the fingerprint of an interrupted pass (shards/fingerprint.json).
+    monkeypatch.setattr(cache_module, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    with pytest.raises(SystemExit):
+        build(teacher, tokenizer, split, tmp_path / "partial")
+    monkeypatch.undo()
+    with pytest.raises(CacheMismatchError, match="interrupted teacher pass at .*\n  teacher_sha256: "):
+        build(retrained, tokenizer, split, tmp_path / "partial")
+    build(teacher, tokenizer, split, tmp_path / "partial")
+
+
+def test_teacher_sha256_covers_names_dtypes_and_bfloat16_bytes():
+    teacher = tiny_bert(2).to(torch.bfloat16)
+    reference = sha256_state_dict(teacher)
+    assert sha256_state_dict(tiny_bert(2).to(torch.bfloat16)) == reference
+    with torch.no_grad():
+        teacher.bert.embeddings.LayerNorm.bias[3] = 0.0078125  # one bf16 value, not in the head
+    assert sha256_state_dict(teacher) != reference
+    assert sha256_state_dict(tiny_bert(2)) != sha256_state_dict(tiny_bert(2).to(torch.bfloat16))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("weight", ["bert.pooler.dense.weight", "classifier.weight"])
+def test_nan_teacher_weights_are_a_clear_error(tokenizer, tmp_path, weight):
+    broken = tiny_bert(2)
+    with torch.no_grad():
+        broken.get_parameter(weight)[0, 0] = float("nan")
+    message = r"NaN/Inf for example ids \[0, 1, 2, 3\] \(all of them: the teacher's weights are likely not finite\)"
+    with pytest.raises(FloatingPointError, match=message) as info:
+        build(broken, tokenizer, make_split(40), tmp_path / "nan")
+    assert "--teacher_dtype" not in str(info.value) and "without --bf16/--fp16" in str(info.value)
+    assert not os.path.exists(tmp_path / "nan" / "meta.json")
