@@ -11,9 +11,36 @@ OFFLINE_MODELS = {
 }
 
 
+def looks_like_local_path(name: str) -> bool:
+    """Whether `name` is meant as a folder rather than a Hub id ("name" or "org/name")."""
+    separators = tuple({"/", os.sep})
+    if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name.endswith(separators) or os.path.isabs(name):
+        return True
+    parts = name.replace(os.sep, "/").split("/")
+    # "runs/x/teacher" cannot be a Hub id; "org/name" is one unless a local folder "org" exists.
+    return len(parts) > 2 or (len(parts) == 2 and os.path.isdir(parts[0]))
+
+
 def resolve_model(name_or_path: str) -> str:
-    """A local folder or Hub id is returned as is; an offline short name becomes its installed folder."""
-    if os.path.isdir(name_or_path) or name_or_path not in OFFLINE_MODELS:
+    """A local folder or Hub id is returned as is; an offline short name becomes its installed folder.
+
+    A name that looks like a local path but is no folder is an error here: transformers would read it as a Hub id
+    and complain about the Hub instead."""
+    path = os.path.expanduser(name_or_path)
+    if os.path.isdir(path):
+        return path
+    if looks_like_local_path(name_or_path):
+        if os.path.exists(path):
+            raise NotADirectoryError(
+                f"Model path {name_or_path} is a file; pass the folder that holds config.json and the weights."
+            )
+        absolute = os.path.abspath(path)
+        where = "" if absolute == name_or_path else f" (looked in {absolute})"
+        raise FileNotFoundError(
+            f"Model folder {name_or_path} not found{where}. Check the path given to --teacher / --student / "
+            "--teacher_model, or train a teacher first with recipes/train_teacher.py."
+        )
+    if name_or_path not in OFFLINE_MODELS:
         return name_or_path
     package, folder, requirement = OFFLINE_MODELS[name_or_path]
     spec = importlib.util.find_spec(package)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import yaml
 from transformers import HfArgumentParser
 
+from .errors import UserError
+
 
 @dataclass
 class DataArguments:
@@ -66,6 +68,14 @@ class DataArguments:
             "train split, for --auto_hparams or model selection when the dataset ships no validation split."
         },
     )
+
+    def __post_init__(self) -> None:
+        # 0 would train on empty inputs and negatives fail far away, in the tokenizer.
+        _check_at_least("max_length", self.max_length, 2, "an input needs at least its [CLS] and [SEP] tokens")
+        for name in ("max_train_examples", "max_eval_examples", "max_transfer_examples"):
+            if getattr(self, name) is not None:
+                _check_at_least(name, getattr(self, name), 1)
+        _check_at_least("validation_from_train", self.validation_from_train, 0, "0 carves no validation split")
 
     def data_files(self) -> dict[str, str] | None:
         files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
@@ -140,27 +150,75 @@ class ModelArguments:
         },
     )
 
+    def __post_init__(self) -> None:
+        _check_at_least("teacher_batch_size", self.teacher_batch_size, 1)
+        _check_at_least("cache_shard_size", self.cache_shard_size, 1)
+        _check_at_least("lora_r", self.lora_r, 1)
+
+
+def _check_at_least(flag: str, value: int, minimum: int, why: str = "") -> None:
+    if value < minimum:
+        why = f" ({why})" if why else ""
+        raise UserError(
+            f"--{flag} must be at least {minimum}{why}, got {value}: set it to {minimum} or more, on the command "
+            "line or in the config file."
+        )
+
 
 def parse_with_config(dataclass_types, argv: list[str] | None = None):
     """Parse `[config.yaml|config.json] [--flag value ...]`: values from the file, CLI flags override them."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
     config_path = None
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")) and os.path.isfile(argv[0]):
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")) and not argv[0].startswith("-"):
         config_path = argv.pop(0)
     elif "--config" in argv:
         index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise UserError("--config needs a path: --config my_run.yaml.")
         config_path = argv[index + 1]
         del argv[index : index + 2]
     if config_path:
-        with open(config_path, encoding="utf-8") as handle:
-            values = json.load(handle) if config_path.endswith(".json") else yaml.safe_load(handle) or {}
+        values = read_config(config_path)
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown keys in {config_path}: {unknown}. Each key must be a command-line flag name.")
+            raise UserError(f"Unknown keys in {config_path}: {unknown}. Each key must be a command-line flag name.")
         parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def read_config(path: str) -> dict:
+    """The flag values of a YAML/JSON config file; a missing or garbled file is a UserError naming it."""
+    if not os.path.exists(path):
+        raise UserError(f"Config file {path} not found (working directory: {os.getcwd()}). Check the path.")
+    if not os.path.isfile(path):
+        raise UserError(f"Config file {path} is a folder, not a .yaml/.json file.")
+    kind = "JSON" if path.endswith(".json") else "YAML"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle) if kind == "JSON" else yaml.safe_load(handle)
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"Config file {path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}. "
+            "Fix the file (JSON needs double quotes and no trailing commas)."
+        ) from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(
+            f"Config file {path} is not valid YAML{where}: {problem}. Fix the file (one `flag: value` per line)."
+        ) from error
+    except UnicodeDecodeError as error:
+        raise UserError(f"Config file {path} is not UTF-8 text (byte {error.start}). Save it as UTF-8.") from error
+    if values is None:  # an empty file
+        return {}
+    if not isinstance(values, dict):
+        raise UserError(
+            f"Config file {path} must hold a mapping of flag names to values, not a {type(values).__name__}."
+        )
+    return values
 
 
 def setup_logging(should_log: bool) -> None:

@@ -6,6 +6,7 @@ addressed by it. The dataset fingerprint (a hash of ids, texts and labels) makes
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib.util
 import logging
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 import pandas as pd
+
+from .errors import UserError
 
 EXAMPLE_ID = "example_id"
 TEXT = "text"
@@ -134,21 +137,84 @@ OFFLINE_DATASETS = {
 }
 
 
-def _read_local(path: str, encoding: str = "utf-8") -> pd.DataFrame:
+def _read_local(path: str, encoding: str = "utf-8", flag: str = "") -> pd.DataFrame:
+    """A local table; every problem with the file is an error that names it (and `flag`, the option that gave it)."""
+    named = f"{path} ({flag})" if flag else path
     suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix not in ("csv", "tsv", "json", "jsonl", "parquet"):
+        raise UserError(f"Unsupported data file {named}: use .csv, .tsv, .json, .jsonl or .parquet.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Data file {named} not found (working directory: {os.getcwd()}). Check the path.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Data file {named} is a folder; pass the .{suffix} file inside it.")
+    empty = f"{named} is empty: write a header row with the column names, then one row per example."
+    if os.path.getsize(path) == 0:
+        raise UserError(empty)
     try:
         if suffix in ("csv", "tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == "tsv" else ",", encoding=encoding)
-        if suffix in ("json", "jsonl"):
-            return pd.read_json(path, lines=suffix == "jsonl" or _is_json_lines(path, encoding), encoding=encoding)
+            frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",", encoding=encoding)
+        elif suffix in ("json", "jsonl"):
+            lines = suffix == "jsonl" or _is_json_lines(path, encoding)
+            try:
+                frame = pd.read_json(path, lines=lines, encoding=encoding)
+            except UnicodeDecodeError:
+                raise
+            except ValueError as error:  # pandas' JSON errors name neither the file nor the line
+                kind = "JSON lines (one object per line)" if lines else "JSON (a list of objects)"
+                raise UserError(f"{named} is not valid {kind}: {error}. Fix the file.") from error
+        else:
+            frame = pd.read_parquet(path)
     except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path} is not valid {encoding} (byte {error.start}: {error.object[error.start : error.start + 8]!r}). "
-            "Pass --encoding with the file's encoding (e.g. latin-1), or re-encode the file as UTF-8."
+        raise UserError(_decode_error_message(named, path, encoding, error)) from error
+    except pd.errors.EmptyDataError as error:
+        raise UserError(empty) from error
+    except pd.errors.ParserError as error:
+        raise UserError(
+            f"{named} is not a valid {suffix.upper()} file: {str(error).strip()}. Quote fields that contain the "
+            "separator, or fix the row."
         ) from error
-    if suffix == "parquet":
-        return pd.read_parquet(path)
-    raise ValueError(f"Unsupported data file '{path}': use .csv, .tsv, .json, .jsonl or .parquet.")
+    except LookupError as error:  # an --encoding Python does not know
+        raise UserError(f"Unknown --encoding '{encoding}' for {named}: use e.g. utf-8, latin-1 or cp1252.") from error
+    if frame.empty:
+        raise UserError(
+            f"{named} has no rows (columns: {list(frame.columns)}): add one row per example below the header."
+        )
+    return frame
+
+
+def _decode_error_message(named: str, path: str, encoding: str, error: UnicodeDecodeError) -> str:
+    # pandas decodes in chunks, so error.start is relative to a chunk: find the first bad byte in the file itself.
+    found = _first_undecodable(path, encoding)
+    if found is None:  # decodable as a whole: keep what the reader said
+        where, sample = f"byte {error.start} of a chunk", error.object[error.start : error.start + 8]
+    else:
+        offset, line, sample = found
+        where = f"byte {offset}, line {line}"
+    return (
+        f"{named} is not valid {encoding} ({where}: {sample!r}). Pass --encoding with the file's encoding "
+        "(e.g. latin-1 or cp1252), or re-encode the file as UTF-8."
+    )
+
+
+def _first_undecodable(path: str, encoding: str, chunk_size: int = 1 << 20) -> tuple[int, int, bytes] | None:
+    """(file byte offset, 1-based line, the bytes there) of the first sequence `encoding` cannot decode, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, newlines = 0, 0  # bytes and b"\n" before the current chunk
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            pending = decoder.getstate()[0]  # an unfinished sequence carried over from the previous chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                data = pending + chunk
+                start = offset - len(pending) + error.start
+                line = newlines + chunk[: max(0, error.start - len(pending))].count(b"\n") + 1
+                return start, line, data[error.start : error.start + 8]
+            if not chunk:
+                return None
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
 
 
 def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
@@ -158,17 +224,23 @@ def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
 
 def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
     if data_files:
-        return {split: _read_local(path, encoding) for split, path in data_files.items()}
+        return {split: _read_local(path, encoding, _file_flag(split)) for split, path in data_files.items()}
     if os.path.isfile(source):
-        return {"train": _read_local(source, encoding)}
+        return {"train": _read_local(source, encoding, "--dataset")}
     # A Hub id (or a local dataset script/folder): only reached when the user has the Hub.
     loaded = datasets.load_dataset(source)
     return {split: loaded[split].to_pandas() for split in loaded}
 
 
+def _file_flag(split: str) -> str:
+    return f"--{split}_file" if split in ("train", "validation", "test") else f"split '{split}'"
+
+
 def _rename_columns(
     frame: pd.DataFrame, text_column: str, label_column: str | None, split: str, fine_label_column: str | None = None
 ) -> pd.DataFrame:
+    if frame.empty:  # local files are checked when read; this catches an empty split of a Hub dataset
+        raise UserError(f"Split '{split}' has no rows: check the dataset, or drop that split.")
     if text_column not in frame.columns:
         raise KeyError(
             f"Split '{split}' has no text column '{text_column}' (columns: {list(frame.columns)}). "
@@ -218,11 +290,41 @@ def _encode_labels(frame: pd.DataFrame, label_names: list[str], split: str) -> n
     return encoded
 
 
-def _infer_label_names(frames: dict[str, pd.DataFrame]) -> list[str]:
+def _infer_label_names(frames: dict[str, pd.DataFrame], data_files: dict[str, str] | None = None) -> list[str]:
     values = pd.concat([f[LABEL] for f in frames.values()]).dropna().unique().tolist()
-    if all(isinstance(v, (int, np.integer)) for v in values):
-        return [str(i) for i in range(int(max(values)) + 1)] if values else []
+    if values and all(isinstance(v, (int, np.integer)) for v in values):
+        ids = sorted({int(v) for v in values})
+        if ids != list(range(len(ids))):  # a typo (5 among 0/1) would silently add classes that never occur
+            raise UserError(_non_contiguous_message(frames, ids, data_files or {}))
+        return [str(i) for i in ids]
     return sorted(str(v) for v in values)
+
+
+def _non_contiguous_message(frames: dict[str, pd.DataFrame], ids: list[int], data_files: dict[str, str]) -> str:
+    # Values at or beyond the number of distinct ids (or negative) are the likely typos: show where they are.
+    suspects = [i for i in ids if i < 0 or i >= len(ids)]
+    parts, files = [], []
+    for split, frame in frames.items():
+        labels = frame[LABEL].dropna()
+        if labels.empty:
+            continue
+        if split in data_files and data_files[split] not in files:
+            files.append(data_files[split])
+        counts = ", ".join(f"{value}: {count}" for value, count in sorted(labels.value_counts().items())[:20])
+        rows = [int(r) + 1 for r in labels.index[labels.isin(suspects)][:5]]
+        at = f" (label {'/'.join(map(str, suspects))} in data rows {rows})" if rows else ""
+        parts.append(f"'{split}' has {counts}{at}")
+    if ids[0] < 0:  # an empty cell, not -1, marks an unlabelled row
+        gaps = f"labels {[i for i in ids if i < 0]} are negative (leave the label empty for an unlabelled row)"
+    else:
+        missing = sorted(set(range(max(ids) + 1)) - set(ids))
+        gaps = f"ids {missing[:10]} never occur, so a {max(ids) + 1}-class model would be built"
+    return (
+        f"The integer labels of {', '.join(files) or 'the dataset'} are not the class ids 0..K-1: {gaps}. "
+        f"Label counts: {'; '.join(parts)}. Fix the mislabelled rows "
+        f"(data rows count from 1 below the header), or pass --class_names with one name per id 0..{max(ids)} if "
+        "those classes are real."
+    )
 
 
 def load_text_classification(
@@ -250,7 +352,8 @@ def load_text_classification(
             split: _rename_columns(f, text_column, label_column, split, fine_label_column)
             for split, f in frames.items()
         }
-        label_names = label_names or _infer_label_names(frames)
+        files = data_files or ({"train": source} if os.path.isfile(source) else None)
+        label_names = label_names or _infer_label_names(frames, files)
     if len(label_names) < 2:
         raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
     splits = {}

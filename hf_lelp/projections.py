@@ -119,8 +119,7 @@ class SubclassProjections:
     def load(cls, path: str, cache_fingerprint: dict | None = None) -> SubclassProjections:
         if not os.path.isfile(_json_path(path)):
             raise FileNotFoundError(f"No finished projections at {path} ({_json_path(path)} is missing).")
-        with open(_json_path(path), encoding="utf-8") as handle:
-            payload = json.load(handle)
+        payload = _read_payload(path)
         if not os.path.isfile(path) or sha256_file(path) != payload["sha256"]:
             raise CorruptCacheError(
                 f"Projections file {path} is missing or corrupt (sha256 mismatch); delete it and its .json to refit."
@@ -136,6 +135,26 @@ class SubclassProjections:
             FitOptions(**payload["options"]),
             payload["info"],
         )
+
+
+def _read_payload(path: str) -> dict:
+    """The JSON beside a projections file; a garbled one (e.g. a hand edit) is refused with the way out."""
+    json_path = _json_path(path)
+    refit = f"delete it and {path} to refit the projections"
+    try:
+        with open(json_path, encoding="utf-8") as handle:
+            payload = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise CorruptCacheError(
+            f"Projections metadata {json_path} is not valid JSON ({error.msg} at line {error.lineno}, column "
+            f"{error.colno}): {refit}."
+        ) from error
+    except UnicodeDecodeError as error:
+        raise CorruptCacheError(f"Projections metadata {json_path} is not UTF-8 text: {refit}.") from error
+    missing = [key for key in ("options", "info", "sha256") if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise CorruptCacheError(f"Projections metadata {json_path} lacks {missing}: {refit}.")
+    return payload
 
 
 def _json_path(path: str) -> str:

@@ -25,6 +25,7 @@ from hf_lelp.bench.report import write_report  # noqa: E402
 from hf_lelp.bench.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
 from hf_lelp.bench.search import SearchSpace  # noqa: E402
 from hf_lelp.config import METHODS  # noqa: E402
+from hf_lelp.errors import run_cli  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
 
 DATASETS = ("rotten_tomatoes", "tweets", "reuters8", "20newsgroups_binary", "20newsgroups_4class")
@@ -125,4 +126,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

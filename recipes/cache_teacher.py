@@ -15,6 +15,7 @@ import sys
 
 from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.config import LELPConfig
+from hf_lelp.errors import run_cli
 from hf_lelp.workflow import ensure_teacher_cache, load_data
 
 
@@ -36,4 +37,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

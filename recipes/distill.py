@@ -14,6 +14,7 @@ import json
 
 from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.config import LELPConfig
+from hf_lelp.errors import run_cli
 from hf_lelp.workflow import run_distillation
 
 
@@ -27,4 +28,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

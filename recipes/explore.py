@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hf_lelp.cache import TeacherCache  # noqa: E402
 from hf_lelp.data import EXAMPLE_ID, TEXT, dataset_fingerprint, load_text_classification  # noqa: E402
+from hf_lelp.errors import run_cli  # noqa: E402
 from hf_lelp.explore import write_report  # noqa: E402
 from hf_lelp.projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections  # noqa: E402
 
@@ -145,4 +146,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

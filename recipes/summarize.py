@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+
+from hf_lelp.errors import run_cli
 
 
 def load(path: str) -> dict:
@@ -29,4 +30,4 @@ def main(folder: str = "runs/demo", split: str = "test") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    run_cli(lambda argv: main(*argv))

@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, Traini
 from hf_lelp.assets import resolve_model
 from hf_lelp.cli import DataArguments, parse_with_config
 from hf_lelp.data import LABEL
+from hf_lelp.errors import run_cli
 from hf_lelp.io_utils import write_json_atomic
 from hf_lelp.metrics import build_compute_metrics
 from hf_lelp.modeling import load_student
@@ -73,4 +74,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
