@@ -18,6 +18,33 @@ COMMAND = "python benchmarks/reliability.py"
 
 GUARANTEES = [
     (
+        "Nothing private is published: every Hub commit (final, every_save, checkpoint, all_checkpoints) is a staging "
+        "folder of allowlisted files, scanned before upload for the Hub token's bytes, pickles (allowed only as the "
+        "Trainer's optimizer/scheduler/RNG state of `hub_strategy=checkpoint|all_checkpoints`), teacher-cache files "
+        "and this machine's paths; a finding refuses the push, naming the file. The arguments go as JSON, tokens "
+        "masked, paths cut to basenames; the default teacher cache lives outside `output_dir`.",
+        [
+            "test_no_push_holds_the_token_a_pickle_a_cache_file_or_a_local_path",
+            "test_the_default_cache_is_outside_output_dir",
+            "test_scan_refuses_a_token_a_pickle_a_cache_file_and_a_local_path",
+        ],
+    ),
+    (
+        "One run per folder: `output_dir` and a teacher cache being built are locked (flock, released by the kernel "
+        "even on SIGKILL); a second run is refused naming the holder's pid, host and command. A folder holding "
+        "another method's student is refused; a side file that is not this model's is removed at save.",
+        [
+            "test_a_second_run_on_a_folder_in_use_is_refused_naming_the_holder",
+            "test_another_methods_folder_is_refused_and_stale_side_files_are_removed",
+        ],
+    ),
+    (
+        "Resume only this run: each checkpoint records the run's configuration (optimisation and LELP options, the "
+        "student's architecture, the teacher cache's fingerprint, the training-set size); a checkpoint of another "
+        "configuration is refused, naming each difference.",
+        ["test_resume_refuses_a_checkpoint_of_another_configuration"],
+    ),
+    (
         "Atomic writes: every file is written to a temporary name and renamed; a cache is complete only when its "
         "meta.json exists, projections only when their .json exists.",
         [
@@ -44,17 +71,19 @@ GUARANTEES = [
         ],
     ),
     (
-        "Fingerprints: a cache or projections made for another teacher, dataset, max length, label set or dtype is "
-        "refused, naming both values of each differing field.",
+        "Fingerprints: a cache or projections made for another teacher (a sha256 of all its weights, not only the "
+        "head), dataset, max length, label set or dtype is refused, naming both values of each differing field.",
         [
             "test_existing_cache_is_reused_and_a_mismatch_is_refused_naming_both_sides",
+            "test_a_teacher_with_other_encoder_weights_but_the_same_head_is_refused",
             "test_save_load_roundtrip_reuse_and_refusals",
             "test_cache_refuses_teacher_with_other_classes",
         ],
     ),
     (
         "Training resume: checkpoints get a completion marker written last; a kill between checkpoints resumes to the "
-        "same weights and metrics; an incomplete checkpoint is skipped (`--resume_from_checkpoint true`) or refused.",
+        "same metrics and to weights within 1e-5 (CPU float32 kernels round differently on reloaded buffers; the "
+        "test states why); an incomplete checkpoint is skipped (`--resume_from_checkpoint true`) or refused.",
         [
             "test_training_killed_between_checkpoints_resumes_to_the_same_result",
             "test_incomplete_checkpoints_are_skipped_or_refused",
@@ -65,8 +94,12 @@ GUARANTEES = [
         ["test_processes_that_do_not_join_one_group_are_refused"],
     ),
     (
-        "Disk full: a clear error naming the file; the previous complete file is intact; no temporary file is left.",
+        "Disk full, on a real small filesystem (tmpfs): a clear error naming the file, never a SIGBUS (the merged "
+        "cache's files are reserved before they are written through a memory map); no temporary file is left; "
+        "finished shards and the previous complete file stay intact, so a rerun resumes.",
         [
+            "test_full_disk_while_merging_the_cache_is_a_clear_error_and_a_rerun_resumes",
+            "test_full_disk_under_safetensors_is_the_clear_error_and_keeps_the_previous_file",
             "test_disk_full_while_saving_projections_keeps_the_previous_file",
             "test_disk_full_during_the_teacher_pass_then_resume",
         ],
@@ -139,13 +172,54 @@ BAD_INPUTS = [
         "test_cache_refuses_teacher_with_other_classes",
     ),
     ("unknown key in a YAML config", "error naming the key", "test_unknown_yaml_key_is_a_clear_error"),
+    (
+        "garbled or missing YAML/JSON config",
+        "one paragraph naming the file (line, column), exit 2, no traceback (`--debug` shows it)",
+        "test_bad_config_files",
+    ),
+    (
+        "empty CSV, header-only CSV, garbled JSON data",
+        "one paragraph naming the file (`has no rows`, not `unlabelled`)",
+        "test_bad_data_files",
+    ),
+    (
+        "non-UTF-8 bytes in a large file",
+        "the file's byte offset and line, not a chunk's",
+        "test_non_utf8_offset_is_the_files_not_a_chunks",
+    ),
+    ("missing teacher folder", "`Model folder ... not found`, not a Hub-id message", "test_missing_teacher_folder"),
+    (
+        "integer labels with a gap (`5` in a binary file)",
+        "refused unless --class_names is given, naming the rows",
+        "test_integer_labels_must_be_contiguous_unless_class_names_are_given",
+    ),
+    (
+        "--max_length 0 / -5, --teacher_batch_size 0, --cache_shard_size 0",
+        "refused naming the flag and value",
+        "test_flags_out_of_range",
+    ),
+    (
+        "mistyped --eval_split, zero batch size, S <= 0 (kmeans, lelp, random)",
+        "refused before any work, listing the splits / naming the flag",
+        "test_silent_configurations_are_refused",
+    ),
+    (
+        "NaN in the teacher's weights",
+        "the documented NaN/Inf error, not `atol must be >= 0`",
+        "test_nan_teacher_weights_are_a_clear_error",
+    ),
+    (
+        "garbled projections JSON",
+        "error naming the file and how to refit",
+        "test_garbled_projections_json_says_how_to_refit",
+    ),
 ]
 
 
 def run_suite() -> dict:
     report = os.path.join(tempfile.mkdtemp(), "report.xml")
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "fault or bad_input", f"--junitxml={report}", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-m", "fault or bad_input or publish", f"--junitxml={report}", "tests"],
         cwd=ROOT,
         check=False,
     )
@@ -175,11 +249,12 @@ def marked(kind: str) -> set[str]:
 
 def main() -> None:
     results = run_suite()
-    faults, bad = marked("fault"), marked("bad_input")
+    faults, bad, publish = marked("fault"), marked("bad_input"), marked("publish")
     cases = results["cases"]
     figures = {
         "fault_tests": sum(c["name"].split("[")[0] in faults for c in cases),
         "bad_input_tests": sum(c["name"].split("[")[0] in bad for c in cases),
+        "publish_tests": sum(c["name"].split("[")[0] in publish for c in cases),
         "runs_that_lost_or_used_bad_data": sum(c["failed"] for c in cases),
         "skipped": sum(c["skipped"] for c in cases),
     }
@@ -190,8 +265,8 @@ def main() -> None:
         "# Reliability",
         "",
         "What hf-lelp guarantees, and the test that checks each guarantee. This page is "
-        f"written by `{COMMAND}`, which runs the `fault` and `bad_input` test suites; the figures are from that "
-        "run.",
+        f"written by `{COMMAND}`, which runs the `fault`, `bad_input` and `publish` test suites; the figures are "
+        "from that run.",
         "",
         "## Figures",
         "",
@@ -200,6 +275,7 @@ def main() -> None:
         f"| fault-injection tests run (kills, truncation, flipped bytes, disk full, mismatches) | "
         f"{figures['fault_tests']} |",
         f"| bad-input tests run | {figures['bad_input_tests']} |",
+        f"| publishing tests run (every hub_strategy through the real push path) | {figures['publish_tests']} |",
         f"| runs that lost finished work or used bad data (failed tests) | "
         f"{figures['runs_that_lost_or_used_bad_data']} |",
         f"| skipped | {figures['skipped']} |",

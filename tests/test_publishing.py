@@ -78,6 +78,7 @@ def hub(tmp_path, monkeypatch):
     return stand_in
 
 
+@pytest.mark.publish
 def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, hub, tmp_path):
     out = tmp_path / "pushed_run"
     results = distill.main(
@@ -297,6 +298,7 @@ def test_peft_recipe_with_merge_exports_a_plain_model(project, tmp_path):
 SECRET = "hf_leakcanary0123456789abcdef"
 
 
+@pytest.mark.publish
 @pytest.mark.parametrize("strategy", ["end", "every_save", "checkpoint", "all_checkpoints"])
 def test_no_push_holds_the_token_a_pickle_a_cache_file_or_a_local_path(project, hub, tmp_path, strategy):
     """Through the real push path (Trainer -> HfApi.upload_folder -> create_commit) with every hub_strategy: a
@@ -346,6 +348,7 @@ def test_no_push_holds_the_token_a_pickle_a_cache_file_or_a_local_path(project, 
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= published
 
 
+@pytest.mark.publish
 def test_the_default_cache_is_outside_output_dir(project, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_LELP_CACHE", str(tmp_path / "caches"))
     config = yaml.safe_load((project / "distill.yaml").read_text())
@@ -357,6 +360,7 @@ def test_the_default_cache_is_outside_output_dir(project, tmp_path, monkeypatch)
     assert list((tmp_path / "caches" / "teacher_caches").glob("*/hidden.npy"))
 
 
+@pytest.mark.publish
 def test_scan_refuses_a_token_a_pickle_a_cache_file_and_a_local_path(tmp_path):
     from hf_lelp.publish import UnsafePushError, scan
 
