@@ -70,8 +70,16 @@ def write_json_atomic(final_path: str, payload: dict) -> None:
 
 
 def read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Parse a JSON file this project wrote (cache meta, markers, results); a garbled one is named with the fix."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        where = f" at line {error.lineno}, column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
+        raise ValueError(
+            f"{path} is not valid JSON{where} (a damaged or hand-edited file). Delete it (for a cache: its folder) "
+            "to rebuild it."
+        ) from error
 
 
 def sha256_file(path: str, chunk_size: int = 1 << 22) -> str:

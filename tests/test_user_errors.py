@@ -275,3 +275,12 @@ def test_garbled_projections_json_says_how_to_refit(tmp_path):
 def test_unknown_encoding_is_named(files):
     with pytest.raises(UserError, match="Unknown --encoding 'klingon' for .*good.csv"):
         _read_local(str(files / "good.csv"), encoding="klingon")
+
+
+@pytest.mark.bad_input
+def test_garbled_json_written_by_the_project_names_its_file(tmp_path):
+    from hf_lelp.io_utils import read_json
+
+    (tmp_path / "meta.json").write_text('{"format": ')
+    with pytest.raises(ValueError, match=r"meta.json is not valid JSON at line 1, column 12 .*Delete it"):
+        read_json(str(tmp_path / "meta.json"))
