@@ -139,6 +139,13 @@ class LELPConfig(TrainingArguments):
                 f"--auto_hparams chooses S and β, which --method {self.method} does not have: use a pseudo-subclass "
                 "method such as lelp, or drop --auto_hparams."
             )
+        if self.label_smoothing_factor > 0 and self.method != "ce" and self.hard_label_weight == 0:
+            # The Trainer's label smoother acts on a label loss; soft targets have no labels to smooth.
+            raise ValueError(
+                f"--label_smoothing_factor {self.label_smoothing_factor} smooths hard labels, but --method "
+                f"{self.method} with --hard_label_weight 0 has no label loss. Use it with --method ce or with "
+                "--hard_label_weight > 0, or drop it (a distillation temperature, --temperature, softens targets)."
+            )
         if self.ensemble_size < 1 or self.feature_loss_weight < 0:
             raise ValueError("--ensemble_size must be >= 1 and --feature_loss_weight >= 0.")
 

@@ -81,10 +81,11 @@ def kd_loss(
     return loss * temperature**2 if scale_by_temperature_squared else loss
 
 
-def ce_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Hard-label cross-entropy, batch mean; labels < 0 (unlabelled) are ignored."""
+def ce_loss(class_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hard-label cross-entropy, batch mean; labels < 0 (unlabelled) are ignored; `label_smoothing` as in
+    torch (the Trainer's --label_smoothing_factor)."""
     return (
-        F.cross_entropy(class_logits.float(), labels, ignore_index=-1)
+        F.cross_entropy(class_logits.float(), labels, ignore_index=-1, label_smoothing=label_smoothing)
         if bool((labels >= 0).any())
         else (class_logits.float().sum() * 0.0)
     )

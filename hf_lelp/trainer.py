@@ -105,7 +105,7 @@ class LELPTrainer(Trainer):
     def distillation_loss(self, class_logits, subclass_logits, example_ids, labels, features=None) -> torch.Tensor:
         args: LELPConfig = self.args
         if args.method == "ce":
-            return ce_loss(class_logits, labels)
+            return ce_loss(class_logits, labels, args.label_smoothing_factor)
         if example_ids is None:
             raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
         hidden, teacher_logits = self._teacher_batch(example_ids, class_logits.device)
@@ -121,7 +121,8 @@ class LELPTrainer(Trainer):
                     "--hard_label_weight > 0 needs labels in the transfer set; set it to 0 (as the "
                     "paper does) for unlabelled data."
                 )
-            return (1 - args.hard_label_weight) * soft + args.hard_label_weight * ce_loss(class_logits, labels)
+            hard = ce_loss(class_logits, labels, args.label_smoothing_factor)
+            return (1 - args.hard_label_weight) * soft + args.hard_label_weight * hard
         return soft
 
     def subclass_loss(self, class_logits, subclass_logits, hidden, teacher_logits, example_ids) -> torch.Tensor:
