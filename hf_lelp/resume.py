@@ -52,6 +52,8 @@ LELP_FIELDS = (
     "ensemble_size",
     "feature_loss_weight",
 )
+# Config entries that saving or loading fills in (save_pretrained sets `architectures` and `dtype`), not structure.
+CONFIG_BOOKKEEPING = ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype", "use_cache")
 CACHE_FIELDS = ("teacher_sha256", "teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
 
 
@@ -63,7 +65,7 @@ def run_fingerprint(args, model_config: dict, cache_fingerprint: dict | None, nu
     """What makes two runs train the same model: optimisation and LELP options, the student's architecture,
     the teacher cache (teacher weights, data, max length) and the size of the training set."""
     fingerprint = {name: getattr(args, name, None) for name in (*TRAINING_FIELDS, *LELP_FIELDS)}
-    architecture = {k: v for k, v in model_config.items() if k not in ("_name_or_path", "transformers_version")}
+    architecture = {k: v for k, v in model_config.items() if k not in CONFIG_BOOKKEEPING}
     fingerprint["student_architecture"] = _digest(architecture)
     for name in CACHE_FIELDS:
         fingerprint[f"cache_{name}"] = (cache_fingerprint or {}).get(name)

@@ -354,11 +354,11 @@ def run_distillation(data_args: DataArguments, model_args: ModelArguments, args:
 
 def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
     start = time.time()
-    check_output_dir(args.output_dir, args.method)
     set_seed(args.seed)
     data = load_data(data_args)
     check_eval_split(data, data_args)
     check_labels_for_method(data, args)
+    check_output_dir(args.output_dir, args.method)
     cache = projections = None
     if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)

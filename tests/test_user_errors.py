@@ -164,8 +164,11 @@ def test_debug_flag_is_removed_but_the_trainers_debug_option_is_kept(monkeypatch
 
 def test_messages_of_library_errors(tmp_path):
     (tmp_path / "meta.json").write_text('{"a": 1,,}')
-    with pytest.raises(json.JSONDecodeError) as error:
-        read_json(str(tmp_path / "meta.json"))  # json.load names no file: the message finds the open one
+    with pytest.raises(ValueError) as error:
+        read_json(str(tmp_path / "meta.json"))  # read_json names its file itself
+    assert user_error_message(error.value).startswith(f"{tmp_path / 'meta.json'} is not valid JSON")
+    with pytest.raises(json.JSONDecodeError) as error, open(tmp_path / "meta.json") as handle:
+        json.load(handle)  # json.load names no file: the message finds the open one
     assert user_error_message(error.value).startswith(f"{tmp_path / 'meta.json'} is not valid JSON")
     with pytest.raises(FileNotFoundError) as error:
         open(tmp_path / "nothing.txt")
