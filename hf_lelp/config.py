@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .projections import GROUPINGS, FitOptions
@@ -119,6 +120,9 @@ class LELPConfig(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.dataloader_pin_memory and not _has_accelerator(self.use_cpu):
+            # Pinning needs an accelerator; without one torch only warns at every dataloader (a no-op otherwise).
+            self.dataloader_pin_memory = False
         if self.method not in METHODS:
             raise ValueError(f"--method must be one of {METHODS}, got '{self.method}'.")
         if self.temperature <= 0 or self.subclass_temperature <= 0:
@@ -171,3 +175,12 @@ class LELPConfig(TrainingArguments):
             directions="random" if self.method in ("random", "random_ensemble") else "pca",
             num_members=self.ensemble_size if self.method == "random_ensemble" else 1,
         )
+
+
+def _has_accelerator(use_cpu: bool) -> bool:
+    if use_cpu:
+        return False
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available()

@@ -194,8 +194,8 @@ class LELPTrainer(Trainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         model = self.accelerator.unwrap_model(self.model)
         if is_peft_model(model):
-            # An adapter keeps its trained classifier and subclass head inside (modules_to_save).
-            base, auxiliary = state_dict, {}
+            # PEFT saves the adapter (LoRA weights + the classifier); training-only modules become side files.
+            base, (_, auxiliary) = state_dict, split_auxiliary(model.state_dict())
         else:
             base, auxiliary = split_auxiliary(state_dict if state_dict is not None else model.state_dict())
         super()._save(output_dir, state_dict=base)

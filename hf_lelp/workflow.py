@@ -17,7 +17,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    pipeline,
     set_seed,
 )
 
@@ -28,6 +27,7 @@ from .card import static_card_context
 from .cli import DataArguments, ModelArguments
 from .config import PROJECTION_METHODS, SUBCLASS_METHODS, LELPConfig
 from .data import FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
+from .export import base_overrides, measure_export
 from .io_utils import read_json, write_json_atomic
 from .locks import exclusive_folder
 from .metrics import build_compute_metrics
@@ -211,15 +211,6 @@ def build_subclasses(cache: TeacherCache, data: TextClassificationData, model_ar
     return oracle_subclasses(train["example_id"], train["label"], list(train[FINE_LABEL]), data.num_labels)
 
 
-def export_agreement(output_dir: str, texts: list[str], trainer_predictions: np.ndarray, batch_size: int) -> dict:
-    """Reload the exported folder with plain transformers and compare its predictions with the trainer's."""
-    classifier = pipeline("text-classification", model=output_dir, device=-1)
-    label2id = classifier.model.config.label2id
-    answers = classifier(texts, batch_size=batch_size, truncation=True)
-    exported = np.array([label2id[a["label"]] for a in answers])
-    return {"export_agreement": float((exported == trainer_predictions).mean()), "export_examples": len(texts)}
-
-
 def build_student(
     data: TextClassificationData,
     model_args: ModelArguments,
@@ -331,6 +322,46 @@ def check_eval_split(data: TextClassificationData, data_args: DataArguments) -> 
         )
 
 
+def selection_split(data: TextClassificationData, data_args: DataArguments, args: LELPConfig) -> str | None:
+    """The split the Trainer evaluates during training (eval_strategy, load_best_model_at_end): a labelled
+    `validation` split (the data's own, or carved from train by --validation_from_train), never the reported one."""
+    selects = args.eval_strategy != "no" or args.load_best_model_at_end
+    labelled = "validation" in data.splits and any(y >= 0 for y in data.splits["validation"]["label"])
+    if selects and not labelled:
+        raise ValueError(
+            f"--eval_strategy {args.eval_strategy} / --load_best_model_at_end evaluate during training, which needs a "
+            "labelled 'validation' split (model selection on the reported split would overstate its metrics): pass "
+            "--validation_file, or --validation_from_train N to carve N seeded train examples into one."
+        )
+    if selects and data_args.eval_split == "validation":
+        raise ValueError(
+            "--eval_split validation is also the model-selection split: report on a split that played no part in "
+            "training (e.g. --eval_split test), or set --eval_strategy no."
+        )
+    return "validation" if selects else None
+
+
+def split_roles(data: TextClassificationData, data_args: DataArguments, args: LELPConfig, selection: str | None):
+    """What each split did in this run, from the run's facts (written into the model card)."""
+    roles = {"train": "training (the distillation transfer set)" if args.uses_teacher else "training"}
+    if data_args.transfer_data:
+        roles["train"] = f"training: unlabelled transfer text from {os.path.basename(data_args.transfer_data)}"
+    uses = []
+    if selection:
+        uses.append(f"evaluated every {args.eval_strategy}" if args.eval_strategy != "no" else "evaluated")
+        if args.load_best_model_at_end:
+            uses.append(f"best checkpoint chosen by {args.metric_for_best_model or 'loss'}")
+    if args.auto_hparams:
+        uses.append("S and β chosen by --auto_hparams")
+    if "validation" in data.splits:
+        roles["validation"] = "model selection: " + "; ".join(uses) if uses else "not used"
+    if data_args.eval_split:
+        roles[data_args.eval_split] = "reported once, after training; never used for any choice"
+    for name in data.splits:
+        roles.setdefault(name, "not used")
+    return {name: {"role": role, "examples": len(data.splits[name])} for name, role in roles.items()}
+
+
 def check_output_dir(output_dir: str, method: str) -> None:
     """Refuse to write one method's student over another's: their side files and results would mix."""
     config_path = os.path.join(output_dir, "lelp_config.json")
@@ -371,6 +402,10 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     eval_name = data_args.eval_split or None  # '' = no final evaluation, asked for explicitly
     eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
+    selection_name = selection_split(data, data_args, args)
+    selection_set = (
+        tokenize_split(data.splits[selection_name], tokenizer, data_args.max_length) if selection_name else None
+    )
     card = static_card_context(
         data,
         data_args,
@@ -379,6 +414,8 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         load_baselines(model_args.baseline_results, data_args.eval_split),
     )
     card["auto_hparams"] = auto
+    card["split_roles"] = split_roles(data, data_args, args, selection_name)
+    card["base_overrides"] = base_overrides(student.config, model_args.student_num_layers)
     trainer = text_trainer(
         student,
         args,
@@ -387,7 +424,7 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         cache,
         projections,
         train_set,
-        eval_dataset=eval_set,
+        eval_dataset=selection_set,  # never the reported split: selection happens on validation only
         compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
         card_context=card,
     )
@@ -398,28 +435,43 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         "method": args.method,
         "train_seconds": train_result.metrics.get("train_runtime"),
         "train_examples": len(train_set),
+        "selection_split": selection_name,
         **parameters,
     }
     if auto:
         results["auto_hparams"] = auto
-    if eval_set is not None:
+    if selection_set is not None:
+        results.update(trainer.evaluate(selection_set, metric_key_prefix=selection_name))
+    if eval_set is not None:  # the reported split, evaluated once, after every choice is made
         prediction = trainer.predict(eval_set, metric_key_prefix=eval_name)
-        results.update(prediction.metrics)
+        results.update({f"{eval_name}_trainer_{k[len(eval_name) + 1 :]}": v for k, v in prediction.metrics.items()})
         results[f"{eval_name}_examples"] = len(prediction.label_ids)  # each example once, also across processes
     if model_args.use_peft and model_args.merge_lora:
         trainer.model = trainer.model_wrapped = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     trainer.final_results = results
     trainer.save_model(args.output_dir)
     if args.should_save:
-        exported_is_plain = not (model_args.use_peft and not model_args.merge_lora)
-        if eval_set is not None and exported_is_plain:
-            texts = list(data.splits[eval_name][TEXT])
-            predictions = np.asarray(prediction.predictions).argmax(axis=-1)
-            results.update(export_agreement(args.output_dir, texts, predictions, args.per_device_eval_batch_size))
+        if eval_set is not None:
+            # The reported metrics are the saved student's, reloaded the way users load it (not the trainer's
+            # bf16-autocast forward); the trainer's stay beside them as <split>_trainer_*.
+            adapter = model_args.use_peft and not model_args.merge_lora
+            results.update(
+                measure_export(
+                    args.output_dir,
+                    list(data.splits[eval_name][TEXT]),
+                    np.asarray(data.splits[eval_name]["label"]),
+                    np.asarray(prediction.predictions).argmax(axis=-1),
+                    build_compute_metrics(data.num_labels, model_args.extra_metrics),
+                    eval_name,
+                    num_labels=data.num_labels,
+                    batch_size=args.per_device_eval_batch_size,
+                    adapter_overrides=card["base_overrides"] if adapter else None,
+                    max_length=data_args.max_length,
+                )
+            )
         results["wall_seconds"] = time.time() - start
         write_json_atomic(os.path.join(args.output_dir, "results.json"), results)
-        trainer.write_card(args.output_dir)  # now with the export agreement
-        logger.info("Results: %s", json.dumps(results, indent=2))
+        trainer.write_card(args.output_dir)  # now with the measured export
     if args.push_to_hub:
         trainer.push_to_hub(commit_message=f"hf-lelp: {args.method} student", blocking=True)
     trainer.accelerator.wait_for_everyone()

@@ -102,6 +102,8 @@ def test_two_process_training_evaluates_each_example_once_and_resumes(project):
         "steps",
         "--eval_steps",
         "2",
+        "--validation_from_train",  # evaluation during training happens on validation, never on test
+        "20",
         "--per_device_train_batch_size",
         "8",
         "--cache_dir",
@@ -111,9 +113,9 @@ def test_two_process_training_evaluates_each_example_once_and_resumes(project):
     results = json.loads((out / "results.json").read_text())
     assert results["test_examples"] == 40  # 40 test rows, gathered from 2 processes without duplicates
     assert results["export_agreement"] == 1.0
-    # 120 rows / (2 processes × 8 per device) = 8 steps per epoch (7.5 rounded up), 2 epochs.
-    state = json.loads((out / "checkpoint-16" / "trainer_state.json").read_text())
-    assert state["global_step"] == 16
+    # 120 - 20 validation rows = 100 / (2 processes × 8 per device) = 7 steps per epoch (6.25 rounded up), 2 epochs.
+    state = json.loads((out / "checkpoint-14" / "trainer_state.json").read_text())
+    assert state["global_step"] == 14
     assert (out / "checkpoint-4" / "lelp_subclass_head.safetensors").is_file()
     run([*TWO_CPUS, "recipes/distill.py", *common, "--resume_from_checkpoint", str(out / "checkpoint-4")])
     resumed = json.loads((out / "results.json").read_text())

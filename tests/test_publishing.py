@@ -163,6 +163,8 @@ def test_card_rendered_at_every_checkpoint_save(project, tmp_path):
             "epoch",
             "--eval_strategy",
             "epoch",
+            "--validation_from_train",
+            "20",
             "--num_train_epochs",
             "2",
         ]
@@ -192,6 +194,8 @@ def test_trainer_flags_best_model_accumulation_bf16_tensorboard(project, tmp_pat
             "true",
             "--metric_for_best_model",
             "accuracy",
+            "--validation_from_train",
+            "30",
             "--gradient_accumulation_steps",
             "2",
             "--bf16",
@@ -208,7 +212,18 @@ def test_trainer_flags_best_model_accumulation_bf16_tensorboard(project, tmp_pat
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
     best_accuracy = max(log["eval_accuracy"] for log in state["log_history"] if "eval_accuracy" in log)
     assert state["best_metric"] == pytest.approx(best_accuracy)
-    assert results["test_accuracy"] == pytest.approx(best_accuracy)  # the best model is the one exported
+    # The best checkpoint was chosen on validation (never on test), and it is the model exported and reported.
+    assert results["selection_split"] == "validation" and results["validation_accuracy"] == pytest.approx(
+        best_accuracy
+    )
+    card = (out / "README.md").read_text()
+    assert (
+        "`validation` (30 examples): model selection: evaluated every epoch; best checkpoint chosen by accuracy"
+        in card
+    )
+    assert "`test` (40 examples): reported once, after training; never used for any choice" in card
+    assert results["test_trainer_accuracy"] is not None and results["export_agreement"] is not None
+    assert results["export_reloaded_with"] == "pipeline('text-classification')"
     assert list(out.rglob("events.out.tfevents.*")), "no tensorboard event file"
     assert json.loads((out / "training_args.json").read_text())["gradient_accumulation_steps"] == 2
 
