@@ -4,7 +4,12 @@ __version__ = "0.1.0"
 
 from .cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache  # noqa: E402
 from .config import LELPConfig  # noqa: E402
-from .data import TextClassificationData, load_text_classification, tokenize_split  # noqa: E402
+from .data import (  # noqa: E402
+    TextClassificationData,
+    as_text_classification_split,
+    load_text_classification,
+    tokenize_split,
+)
 from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss  # noqa: E402
 from .metrics import build_compute_metrics  # noqa: E402
 from .modeling import attach_feature_regressor, attach_subclass_head, load_student  # noqa: E402
@@ -22,6 +27,7 @@ __all__ = [
     "SubclassProjections",
     "TeacherCache",
     "TextClassificationData",
+    "as_text_classification_split",
     "attach_feature_regressor",
     "attach_subclass_head",
     "build_compute_metrics",

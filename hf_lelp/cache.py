@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data import EXAMPLE_ID, LABEL, TEXT, dataset_fingerprint
+from .data import EXAMPLE_ID, LABEL, TEXT, as_text_classification_split, dataset_fingerprint
 from .heads import capture_layer_input, find_output_layer
 from .io_utils import (
     is_no_space,
@@ -366,16 +366,27 @@ def build_teacher_cache(
     dataset_name: str = "dataset",
     head_module: str | None = None,
     accelerator=None,
+    text_column: str = TEXT,
+    label_column: str | None = LABEL,
 ) -> TeacherCache:
     """Run the teacher once over `split` (data-parallel under `accelerate launch`) and return the opened cache.
 
-    An existing finished cache is reused when its fingerprint matches and refused (CacheMismatchError) otherwise;
-    finished shards of an interrupted pass are reused.
+    `split` is a loaded split (example_id/text/label) or any Dataset with `text_column` (and `label_column`, None
+    for unlabelled text): that one is converted by `as_text_classification_split`, ids being row positions if it
+    has none. An existing finished cache is reused when its fingerprint matches and refused (CacheMismatchError)
+    otherwise; finished shards of an interrupted pass are reused.
     """
     from accelerate import Accelerator
 
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"Cache dtype '{dtype}' is not one of {sorted(CACHE_DTYPES)}.")
+    label_feature = split.features.get(LABEL)
+    if (
+        (text_column, label_column) != (TEXT, LABEL)
+        or not {EXAMPLE_ID, TEXT, LABEL} <= set(split.column_names)
+        or getattr(label_feature, "dtype", None) in ("string", "large_string")
+    ):  # a user's Dataset: other columns, no ids or label names; a loaded split is used as it is (same fingerprint)
+        split = as_text_classification_split(split, text_column, label_column, label_names)
     ids = np.asarray(split[EXAMPLE_ID], dtype=np.int64)
     unique_ids, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):

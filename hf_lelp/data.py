@@ -1,7 +1,8 @@
-"""Datasets: offline short names, local files or Hub ids, each example with a stable integer `example_id`.
+"""Datasets: offline names, local files, Hub ids or `datasets` objects, each example with an integer `example_id`.
 
-`example_id` is the row position in the split as loaded (before any shuffling), so the teacher cache can be
-addressed by it. The dataset fingerprint (a hash of ids, texts and labels) makes a cache refuse other data.
+`example_id` is the row position in the split as loaded (before any shuffling), or a Dataset's own unique
+`example_id` column, so the teacher cache can be addressed by it. The dataset fingerprint (a hash of ids, texts
+and labels) makes a cache refuse other data.
 """
 
 from __future__ import annotations
@@ -223,43 +224,54 @@ def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
 
 
 def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
+    # Local files stay on pandas, not datasets' csv/json loaders: those wrap every parse error in a
+    # DatasetGenerationError, need one schema for all splits (an unlabelled train file beside a labelled test file
+    # fails), infer JSON types with pyarrow, and write an Arrow copy of each file under ~/.cache/huggingface.
     if data_files:
         return {split: _read_local(path, encoding, _file_flag(split)) for split, path in data_files.items()}
-    if os.path.isfile(source):
-        return {"train": _read_local(source, encoding, "--dataset")}
-    # A Hub id (or a local dataset script/folder): only reached when the user has the Hub.
-    loaded = datasets.load_dataset(source)
-    return {split: loaded[split].to_pandas() for split in loaded}
+    return {"train": _read_local(source, encoding, "--dataset")}
 
 
 def _file_flag(split: str) -> str:
     return f"--{split}_file" if split in ("train", "validation", "test") else f"split '{split}'"
 
 
+def _check_columns(
+    columns: list[str],
+    num_rows: int,
+    split: str,
+    text_column: str,
+    label_column: str | None,
+    fine_label_column: str | None = None,
+) -> None:
+    """The same errors for a file's table and for a Dataset: a missing text (or train label) column names the flag."""
+    if not num_rows:  # local files are checked when read; this catches an empty split of a Dataset or Hub dataset
+        raise UserError(f"Split '{split}' has no rows: check the dataset, or drop that split.")
+    if text_column not in columns:
+        raise KeyError(
+            f"Split '{split}' has no text column '{text_column}' (columns: {columns}). "
+            "Pass --text_column with the right name."
+        )
+    if label_column and label_column not in columns and split == "train":
+        raise KeyError(
+            f"Split '{split}' has no label column '{label_column}' (columns: {columns}). "
+            "Pass --label_column with the right name, or --label_column '' for an unlabelled transfer set."
+        )
+    if fine_label_column and fine_label_column not in columns and split == "train":
+        raise KeyError(
+            f"Split '{split}' has no fine-label column '{fine_label_column}' (columns: {columns}). "
+            "Pass --fine_label_column with the right name."
+        )
+
+
 def _rename_columns(
     frame: pd.DataFrame, text_column: str, label_column: str | None, split: str, fine_label_column: str | None = None
 ) -> pd.DataFrame:
-    if frame.empty:  # local files are checked when read; this catches an empty split of a Hub dataset
-        raise UserError(f"Split '{split}' has no rows: check the dataset, or drop that split.")
-    if text_column not in frame.columns:
-        raise KeyError(
-            f"Split '{split}' has no text column '{text_column}' (columns: {list(frame.columns)}). "
-            "Pass --text_column with the right name."
-        )
+    _check_columns(list(frame.columns), len(frame), split, text_column, label_column, fine_label_column)
     columns = {text_column: TEXT}
     if label_column and label_column in frame.columns:
         columns[label_column] = LABEL
-    elif label_column and split == "train":
-        raise KeyError(
-            f"Split '{split}' has no label column '{label_column}' (columns: {list(frame.columns)}). "
-            "Pass --label_column with the right name, or --label_column '' for an unlabelled transfer set."
-        )
     if fine_label_column:
-        if fine_label_column not in frame.columns and split == "train":
-            raise KeyError(
-                f"Split '{split}' has no fine-label column '{fine_label_column}' (columns: {list(frame.columns)}). "
-                "Pass --fine_label_column with the right name."
-            )
         columns[fine_label_column] = FINE_LABEL
     frame = frame.rename(columns=columns)
     if LABEL not in frame.columns:
@@ -267,12 +279,12 @@ def _rename_columns(
     return frame[[c for c in (TEXT, LABEL, FINE_LABEL) if c in frame.columns]]
 
 
-def _encode_labels(frame: pd.DataFrame, label_names: list[str], split: str) -> np.ndarray:
+def _encode_labels(values: list, label_names: list[str], split: str) -> np.ndarray:
     """Map raw labels (names or integer ids) onto 0..C-1; missing labels become UNLABELLED."""
     index = {name: i for i, name in enumerate(label_names)}
-    encoded = np.full(len(frame), UNLABELLED, dtype=np.int64)
+    encoded = np.full(len(values), UNLABELLED, dtype=np.int64)
     unknown = set()
-    for row, value in enumerate(frame[LABEL].tolist()):
+    for row, value in enumerate(values):
         if value is None or (isinstance(value, float) and np.isnan(value)):
             continue
         key = str(value)
@@ -291,6 +303,8 @@ def _encode_labels(frame: pd.DataFrame, label_names: list[str], split: str) -> n
 
 
 def _infer_label_names(frames: dict[str, pd.DataFrame], data_files: dict[str, str] | None = None) -> list[str]:
+    if not frames:  # no split has a label column: an unlabelled dataset
+        return []
     values = pd.concat([f[LABEL] for f in frames.values()]).dropna().unique().tolist()
     if values and all(isinstance(v, (int, np.integer)) for v in values):
         ids = sorted({int(v) for v in values})
@@ -328,7 +342,7 @@ def _non_contiguous_message(frames: dict[str, pd.DataFrame], ids: list[int], dat
 
 
 def load_text_classification(
-    source: str,
+    source: str | os.PathLike | datasets.Dataset | datasets.DatasetDict,
     text_column: str = TEXT,
     label_column: str | None = LABEL,
     label_names: list[str] | None = None,
@@ -338,46 +352,229 @@ def load_text_classification(
     encoding: str = "utf-8",
     fine_label_column: str | None = None,
 ) -> TextClassificationData:
-    """Load `source` (an offline short name, a local file, or a Hub id) as int-labelled splits with example ids.
+    """Load `source` as int-labelled splits with example ids.
+
+    `source` is an offline short name, a local data file, a folder written by `save_to_disk`, a Hub id, or a
+    `datasets.Dataset` (a single 'train' split) or `DatasetDict`. Datasets keep their ClassLabel names as the label
+    names (unless `label_names` is given) and their `example_id` column when they have one.
 
     `max_examples` caps a split by taking a seeded random subset (ids are assigned after the cap, so a capped
     split is a dataset of its own, with its own fingerprint).
     """
-    if source in OFFLINE_DATASETS:
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if data_files and not isinstance(source, str):
+        raise UserError("data_files name the files of a dataset given by name: pass either them or a Dataset.")
+    name = source if isinstance(source, str) else _object_name(source)
+    if isinstance(source, str) and source in OFFLINE_DATASETS:
         frames, names = OFFLINE_DATASETS[source]()
         label_names = label_names or names
-    else:
+    elif isinstance(source, str) and (data_files or os.path.isfile(source)):
         frames = _load_frames(source, data_files, encoding)
         frames = {
             split: _rename_columns(f, text_column, label_column, split, fine_label_column)
             for split, f in frames.items()
         }
-        files = data_files or ({"train": source} if os.path.isfile(source) else None)
+        files = data_files or {"train": source}
         label_names = label_names or _infer_label_names(frames, files)
-    if len(label_names) < 2:
-        raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
+    else:  # a Dataset, a DatasetDict, a save_to_disk folder or a Hub id: read through datasets, features kept
+        splits, label_names = _load_native(
+            source, text_column, label_column, label_names, max_examples, seed, fine_label_column
+        )
+        return TextClassificationData(splits, list(label_names), name=name)
+    _check_label_count(label_names)
     splits = {}
     for split, frame in frames.items():
         frame = frame.reset_index(drop=True)
-        cap = (max_examples or {}).get(split)
-        if cap and cap < len(frame):
-            keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=cap, replace=False))
-            frame = frame.iloc[keep].reset_index(drop=True)
-        texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in frame[TEXT]]
-        blank = [i for i, text in enumerate(texts) if not text.strip()]
-        if blank:  # kept (the model sees only its special tokens), but never silently
-            logger.warning(
-                "Split '%s': %d empty or whitespace-only texts (example ids %s...).", split, len(blank), blank[:10]
-            )
-        columns = {
-            EXAMPLE_ID: np.arange(len(frame), dtype=np.int64),
-            TEXT: texts,
-            LABEL: _encode_labels(frame, label_names, split),
-        }
+        rows = _capped_rows(len(frame), (max_examples or {}).get(split), seed)
+        if rows is not None:
+            frame = frame.iloc[rows].reset_index(drop=True)
+        fine = None
         if FINE_LABEL in frame.columns:
-            columns[FINE_LABEL] = ["" if v is None or v != v else str(v) for v in frame[FINE_LABEL]]
-        splits[split] = datasets.Dataset.from_dict(columns)
-    return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=source)
+            fine = ["" if v is None or v != v else str(v) for v in frame[FINE_LABEL]]
+        texts = [_as_text(t) for t in frame[TEXT]]
+        labels = _encode_labels(frame[LABEL].tolist(), label_names, split)
+        splits[split] = _finish_split(split, np.arange(len(frame), dtype=np.int64), texts, labels, fine)
+    return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=name)
+
+
+def _check_label_count(label_names: list[str]) -> None:
+    if len(label_names) < 2:
+        raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
+
+
+def _capped_rows(num_rows: int, cap: int | None, seed: int) -> np.ndarray | None:
+    """The sorted rows a `max_examples` cap keeps, or None for all: the same rows for a file and for a Dataset."""
+    if cap and cap < num_rows:
+        return np.sort(np.random.default_rng(seed).choice(num_rows, size=cap, replace=False))
+    return None
+
+
+def _as_text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _finish_split(
+    split: str, ids: np.ndarray, texts: list[str], labels: np.ndarray, fine_labels: list[str] | None
+) -> datasets.Dataset:
+    blank = [int(ids[i]) for i, text in enumerate(texts) if not text.strip()]
+    if blank:  # kept (the model sees only its special tokens), but never silently
+        logger.warning(
+            "Split '%s': %d empty or whitespace-only texts (example ids %s...).", split, len(blank), blank[:10]
+        )
+    columns = {EXAMPLE_ID: np.asarray(ids, dtype=np.int64), TEXT: texts, LABEL: labels}
+    if fine_labels is not None:
+        columns[FINE_LABEL] = fine_labels
+    return datasets.Dataset.from_dict(columns)
+
+
+def _object_name(source: datasets.Dataset | datasets.DatasetDict) -> str:
+    first = source if isinstance(source, datasets.Dataset) else next(iter(source.values()), None)
+    info = getattr(first, "info", None)
+    return getattr(info, "dataset_name", None) or "dataset"
+
+
+def _is_saved_dataset(path: str) -> bool:
+    """A folder written by Dataset.save_to_disk (state.json) or DatasetDict.save_to_disk (dataset_dict.json)."""
+    return os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, marker)) for marker in ("dataset_dict.json", "state.json")
+    )
+
+
+def _native_splits(source: str | datasets.Dataset | datasets.DatasetDict) -> dict[str, datasets.Dataset]:
+    if isinstance(source, str):
+        if _is_saved_dataset(source):
+            source = datasets.load_from_disk(source)
+        else:  # a Hub id (or a local folder of data files / a loading script): only reached when the user has the Hub
+            source = datasets.load_dataset(source)
+    if isinstance(source, datasets.Dataset):
+        return {"train": source}
+    if isinstance(source, datasets.DatasetDict):
+        return dict(source)
+    raise TypeError(
+        f"Cannot load a {type(source).__name__} as a text-classification dataset: pass a dataset name, a path, a "
+        "datasets.Dataset or a datasets.DatasetDict (an IterableDataset: materialise it with Dataset.from_generator)."
+    )
+
+
+def _load_native(
+    source: str | datasets.Dataset | datasets.DatasetDict,
+    text_column: str,
+    label_column: str | None,
+    label_names: list[str] | None,
+    max_examples: dict[str, int] | None,
+    seed: int,
+    fine_label_column: str | None,
+) -> tuple[datasets.DatasetDict, list[str]]:
+    splits = _native_splits(source)
+    for split, dataset in splits.items():
+        _check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
+    # Label names come from every split (before any cap), so that all splits share one label encoding.
+    label_names = label_names or _native_label_names(splits, label_column)
+    _check_label_count(label_names)
+    converted = {}
+    for split, dataset in splits.items():
+        rows = _capped_rows(len(dataset), (max_examples or {}).get(split), seed)
+        converted[split] = as_text_classification_split(
+            dataset if rows is None else dataset.select(rows),
+            text_column,
+            label_column,
+            label_names,
+            split=split,
+            fine_label_column=fine_label_column,
+        )
+    return datasets.DatasetDict(converted), list(label_names)
+
+
+def _column_values(dataset: datasets.Dataset, column: str) -> list:
+    """A column's plain Python values in one Arrow read (iterating a Column reads row by row: minutes for 10M rows),
+    whatever format (torch, numpy) the Dataset has."""
+    return dataset.with_format(None)[column][:]
+
+
+def _class_label(dataset: datasets.Dataset, column: str | None) -> datasets.ClassLabel | None:
+    feature = dataset.features.get(column) if column else None
+    return feature if isinstance(feature, datasets.ClassLabel) else None
+
+
+def _native_label_names(splits: dict[str, datasets.Dataset], label_column: str | None) -> list[str]:
+    """The ClassLabel names (in id order) when the label column has them, else names inferred from the values."""
+    named = {split: label.names for split, dataset in splits.items() if (label := _class_label(dataset, label_column))}
+    if named:
+        names = named.get("train", next(iter(named.values())))
+        if any(other != names for other in named.values()):
+            raise UserError(
+                f"The splits' ClassLabel names of column '{label_column}' differ: {named}. Pass --class_names with "
+                "one name per label id."
+            )
+        return list(names)
+    frames = {  # object dtype: integer labels with gaps (None) must stay ints, not become floats
+        split: pd.DataFrame({LABEL: pd.Series(_column_values(dataset, label_column), dtype=object)})
+        for split, dataset in splits.items()
+        if label_column and label_column in dataset.column_names
+    }
+    return _infer_label_names(frames)
+
+
+def _native_labels(
+    dataset: datasets.Dataset, label_column: str | None, label_names: list[str], split: str
+) -> np.ndarray:
+    if not label_column or label_column not in dataset.column_names:
+        return np.full(len(dataset), UNLABELLED, dtype=np.int64)
+    values = _column_values(dataset, label_column)
+    class_label = _class_label(dataset, label_column)
+    if class_label is not None:
+        # -1 is datasets' "no label". Matched by name when the names are in the label set; otherwise by id, so
+        # --class_names can rename the classes.
+        by_name = set(class_label.names) <= set(label_names)
+        values = [None if v is None or v < 0 else class_label.names[v] if by_name else v for v in values]
+    return _encode_labels(values, label_names, split)
+
+
+def _checked_example_ids(dataset: datasets.Dataset, split: str) -> np.ndarray:
+    ids = np.asarray(_column_values(dataset, EXAMPLE_ID))
+    if ids.dtype.kind not in "iu":
+        raise UserError(
+            f"Split '{split}': column '{EXAMPLE_ID}' must hold integers (found {ids.dtype}). Fix it, or remove "
+            "the column to number the rows by position."
+        )
+    unique, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        raise UserError(
+            f"Split '{split}' has duplicate {EXAMPLE_ID}s {unique[counts > 1][:10].tolist()}: ids must be unique. "
+            "Fix them, or remove the column to number the rows by position."
+        )
+    return ids.astype(np.int64)
+
+
+def as_text_classification_split(
+    dataset: datasets.Dataset,
+    text_column: str = TEXT,
+    label_column: str | None = LABEL,
+    label_names: list[str] | None = None,
+    *,
+    split: str = "train",
+    fine_label_column: str | None = None,
+) -> datasets.Dataset:
+    """A user's Dataset with the columns this package works on: `example_id` (kept when present, else the row
+    position), `text`, `label` (ids in `label_names` order, -1 when unknown) and, if asked for, `fine_label`.
+
+    Labels may be ClassLabel ids, names or integer ids. `label_names` defaults to the ClassLabel names, else to the
+    sorted names or the ids 0..K-1 found in the split. `split` names the split in error messages.
+    """
+    _check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
+    if label_names is None:
+        label_names = _native_label_names({split: dataset}, label_column)
+    has_ids = EXAMPLE_ID in dataset.column_names
+    ids = _checked_example_ids(dataset, split) if has_ids else np.arange(len(dataset), dtype=np.int64)
+    fine = None
+    if fine_label_column and fine_label_column in dataset.column_names:
+        fine = _column_values(dataset, fine_label_column)
+        if fine_class := _class_label(dataset, fine_label_column):  # the names, as a file would hold them
+            fine = [None if v is None or v < 0 else fine_class.names[v] for v in fine]
+        fine = ["" if v is None or v != v else str(v) for v in fine]
+    texts = [_as_text(t) for t in _column_values(dataset, text_column)]
+    return _finish_split(split, ids, texts, _native_labels(dataset, label_column, label_names, split), fine)
 
 
 def dataset_fingerprint(split: datasets.Dataset) -> str:
@@ -391,15 +588,28 @@ def dataset_fingerprint(split: datasets.Dataset) -> str:
     return digest.hexdigest()
 
 
-def tokenize_split(split: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
-    """Tokenise without padding (the collator pads per batch); keep example_id and labels."""
+def tokenize_split(
+    split: datasets.Dataset, tokenizer, max_length: int, text_column: str = TEXT, label_column: str | None = LABEL
+) -> datasets.Dataset:
+    """Tokenise without padding (the collator pads per batch); keep example_id, and the labels (as `labels`) when
+    the split has `label_column`."""
+    if text_column not in split.column_names:
+        raise KeyError(f"The split has no text column '{text_column}' (columns: {split.column_names}).")
+    has_labels = bool(label_column) and label_column in split.column_names
+    if has_labels and getattr(split.features[label_column], "dtype", None) in ("string", "large_string"):
+        raise ValueError(
+            f"Column '{label_column}' holds label names, not ids: convert the split with "
+            "hf_lelp.data.as_text_classification_split first."
+        )
 
     def encode(batch):
-        encoded = tokenizer(list(batch[TEXT]), truncation=True, max_length=max_length)
-        encoded["labels"] = list(batch[LABEL])
+        encoded = tokenizer(list(batch[text_column]), truncation=True, max_length=max_length)
+        if has_labels:
+            encoded["labels"] = list(batch[label_column])
         return encoded
 
-    dropped = [c for c in (TEXT, LABEL, FINE_LABEL) if c in split.column_names]
+    used = dict.fromkeys((text_column, label_column, TEXT, LABEL, FINE_LABEL))
+    dropped = [c for c in used if c in split.column_names]
     tokenized = split.map(encode, batched=True, remove_columns=dropped, desc="Tokenising")
     # A text that fills max_length was (almost always) cut: counted and reported, never silently.
     truncated = sum(n >= max_length for n in map(len, tokenized["input_ids"]))

@@ -12,7 +12,17 @@ import os
 import datasets
 import numpy as np
 
-from .data import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT, UNLABELLED, TextClassificationData, _read_local
+from .data import (
+    EXAMPLE_ID,
+    FINE_LABEL,
+    LABEL,
+    TEXT,
+    UNLABELLED,
+    TextClassificationData,
+    _as_text,
+    _column_values,
+    _read_local,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +43,25 @@ def read_unlabelled_texts(path: str, text_column: str = TEXT, encoding: str = "u
 
 def with_transfer_data(
     data: TextClassificationData,
-    transfer: str,
+    transfer: str | datasets.Dataset,
     text_column: str = TEXT,
     encoding: str = "utf-8",
     max_examples: int | None = None,
     seed: int = 0,
 ) -> TextClassificationData:
-    """Replace the train split by unlabelled transfer text (a file, or a split of `data` whose labels are dropped).
+    """Replace the train split by unlabelled transfer text (a file, a Dataset's `text_column`, or a split of `data`
+    whose labels are dropped).
 
     The labelled train split, if any, is kept as 'labelled_train' (never trained on by distillation)."""
-    if os.path.isfile(transfer):
+    if isinstance(transfer, datasets.Dataset):
+        if text_column not in transfer.column_names:
+            raise KeyError(
+                f"The transfer Dataset has no text column '{text_column}' (columns: {transfer.column_names}). Pass "
+                "--text_column with the right name."
+            )
+        texts = [_as_text(text) for text in _column_values(transfer, text_column)]
+        transfer = "a Dataset"  # for the messages below: it is never the 'train' split of `data`
+    elif os.path.isfile(transfer):
         texts = read_unlabelled_texts(transfer, text_column, encoding)
     elif transfer in data.splits:
         texts = list(data.splits[transfer][TEXT])
