@@ -225,3 +225,10 @@ def setup_logging(should_log: bool) -> None:
     """hf_lelp's own progress lines at INFO on the main process; warnings only elsewhere."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("hf_lelp").setLevel(logging.INFO if should_log else logging.WARNING)
+    # One progress bar per long stage (teacher pass, training, evaluation): no bars for loading or writing a
+    # checkpoint's tensors or for tokenising, which take a moment each and would repeat at every save.
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
