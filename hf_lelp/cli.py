@@ -49,7 +49,13 @@ class DataArguments:
             "run, not the data (and the teacher cache stays valid across seeds)."
         },
     )
-    eval_split: str = field(default="test", metadata={"help": "Split used for the final evaluation."})
+    eval_split: str = field(
+        default="test",
+        metadata={
+            "help": "Split reported once after training (never used for model selection, which runs on "
+            "'validation'); '' = no final evaluation."
+        },
+    )
     transfer_data: str | None = field(
         default=None,
         metadata={
@@ -146,7 +152,9 @@ class ModelArguments:
     extra_metrics: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "`evaluate` metric names added to accuracy/macro_f1 when they load (offline they usually don't)."
+            "help": "Metrics added to accuracy/macro_f1, loaded through `evaluate`: accuracy, f1, precision, recall, "
+            "matthews_correlation (shipped with hf-lelp, work offline), any other `evaluate` metric name (Hub, or "
+            "evaluate's cache offline), or the path of a metric script. One that cannot load is an error."
         },
     )
 

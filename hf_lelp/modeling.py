@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
+import re
 from contextlib import contextmanager
 
 import torch
@@ -22,6 +24,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 from .heads import find_output_layer
 from .io_utils import write_atomic
 
+logger = logging.getLogger(__name__)
+
 SUBCLASS_HEAD = "lelp_subclass_head"
 SUBCLASS_HEAD_FILE = "lelp_subclass_head.safetensors"
 
@@ -29,23 +33,90 @@ SUBCLASS_HEAD_FILE = "lelp_subclass_head.safetensors"
 def load_student(
     name_or_path: str, label_names: list[str], num_layers: int | None = None, **config_overrides
 ) -> PreTrainedModel:
-    """A C-class classifier from any checkpoint; `num_layers` keeps only its first k transformer layers."""
+    """A C-class classifier from any checkpoint; `num_layers` keeps only its first k transformer layers.
+
+    transformers' multi-line load report is replaced by one line each: INFO for the layers dropped on purpose,
+    WARNING for any other unexpected or missing (newly initialised) weights, e.g. the new classifier."""
     config = AutoConfig.from_pretrained(
         name_or_path,
-        num_labels=len(label_names),
+        # no num_labels: id2label sets it, and num_labels next to a checkpoint's id2label makes transformers warn
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
         **config_overrides,
     )
+    total = getattr(config, "num_hidden_layers", None)
     if num_layers:
-        if not hasattr(config, "num_hidden_layers"):
+        if total is None:
             raise ValueError(f"{type(config).__name__} has no num_hidden_layers: drop --student_num_layers.")
-        if num_layers > config.num_hidden_layers:
-            raise ValueError(
-                f"--student_num_layers {num_layers} exceeds the {config.num_hidden_layers} layers of {name_or_path}."
-            )
+        if num_layers > total:
+            raise ValueError(f"--student_num_layers {num_layers} exceeds the {total} layers of {name_or_path}.")
         config.num_hidden_layers = num_layers
-    return AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config)
+    with _held_load_report():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, config=config, output_loading_info=True
+        )
+    unexpected = set(info["unexpected_keys"])
+    if num_layers and num_layers < total:
+        dropped = _dropped_layer_keys(model, unexpected, num_layers)
+        unexpected -= dropped
+        kept = "layer 0" if num_layers == 1 else f"layers 0-{num_layers - 1}"
+        gone = "1 layer" if total - num_layers == 1 else f"{total - num_layers} layers"
+        logger.info(f"Loaded {name_or_path}: kept {kept} of {total}; dropped {gone} ({len(dropped)} tensors).")
+    others = [(unexpected, "unexpected, not loaded"), (set(info["missing_keys"]), "missing, newly initialised")]
+    if any(keys for keys, _ in others):
+        listed = "; ".join(f"{what}: {_key_list(keys)}" for keys, what in others if keys)
+        logger.warning("Loaded %s with weights %s.", name_or_path, listed)
+    return model
+
+
+class _HeldRecords(logging.Filter):
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker, self.records = marker, []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.marker in record.getMessage():
+            self.records.append(record)
+            return False
+        return True
+
+
+@contextmanager
+def _held_load_report():
+    """Hold back transformers' LOAD REPORT (5.17+: one warning of `transformers.modeling_utils`); let it out when
+    loading fails, since transformers' error then points at it ("look at the above report")."""
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    held = _HeldRecords("LOAD REPORT")
+    report_logger.addFilter(held)
+    try:
+        yield
+    except BaseException:
+        report_logger.removeFilter(held)
+        for record in held.records:
+            report_logger.handle(record)
+        raise
+    finally:
+        report_logger.removeFilter(held)
+
+
+def _dropped_layer_keys(model: nn.Module, unexpected: set[str], kept: int) -> set[str]:
+    """The unexpected keys of layers >= `kept` in the model's (truncated) stack of `kept` layers, named with or
+    without the base model prefix (bert.encoder.layer.4... or encoder.layer.4...)."""
+    prefix = f"{model.base_model_prefix}." if model.base_model_prefix else ""
+    stacks = {
+        name.removeprefix(prefix)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == kept
+    }
+    if not stacks:
+        return set()
+    layer = re.compile(rf"^(?:{re.escape(prefix)})?(?:{'|'.join(map(re.escape, stacks))})\.(\d+)\.")
+    return {key for key in unexpected if (match := layer.match(key)) and int(match.group(1)) >= kept}
+
+
+def _key_list(keys: set[str], shown: int = 6) -> str:
+    names = sorted(keys)
+    return ", ".join(names[:shown]) + (f" ... ({len(names)} in all)" if len(names) > shown else "")
 
 
 def attach_subclass_head(model: nn.Module, num_labels: int, num_subclasses: int, seed: int = 0) -> nn.Linear:
@@ -198,22 +269,27 @@ def load_subclass_head(model: nn.Module, checkpoint_dir: str) -> bool:
 def apply_lora(
     model: nn.Module, num_labels: int, r: int, alpha: int, dropout: float, target_modules: list[str] | None = None
 ):
-    """Wrap the student with LoRA; the classifier and the subclass head are trained in full and saved with the
-    adapter (`modules_to_save`), since both are new layers."""
+    """Wrap the student with LoRA. The classifier, a new layer, is trained in full and saved with the adapter
+    (`modules_to_save`). The training-only modules (subclass head, FitNet regressor) are trained in full too but
+    stay out of the adapter, so that the adapter loads onto the plain base model; they are side files, as for a
+    full model."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     classifier_name, _ = find_output_layer(model, num_labels)
-    modules_to_save = [classifier_name.split(".")[0]]
-    modules_to_save += [name for name in AUXILIARY_FILES if auxiliary_module(model, name) is not None]
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=target_modules,
-        modules_to_save=modules_to_save,
+        modules_to_save=[classifier_name.split(".")[0]],
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    for name in AUXILIARY_FILES:
+        module = auxiliary_module(peft_model, name)
+        if module is not None:
+            module.requires_grad_(True)
+    return peft_model
 
 
 def is_peft_model(model: nn.Module) -> bool:

@@ -204,4 +204,12 @@ def default_cache_home(tmp_path_factory):
     """Default teacher caches (no --cache_dir) go to a temporary folder, not the user's ~/.cache; subprocesses
     inherit it through the environment."""
     os.environ["HF_LELP_CACHE"] = str(tmp_path_factory.mktemp("hf_lelp_cache"))
+    # evaluate copies each metric script it loads into HF_MODULES_CACHE and makes folders in HF_METRICS_CACHE
+    # (~/.cache/huggingface by default); it read the variables when first imported, so set its config too.
+    import evaluate
+
+    for variable in ("HF_MODULES_CACHE", "HF_METRICS_CACHE"):
+        folder = tmp_path_factory.mktemp(variable.lower())
+        os.environ[variable] = str(folder)  # subprocesses
+        setattr(evaluate.config, variable, folder)
     yield

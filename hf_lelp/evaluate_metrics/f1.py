@@ -1,0 +1,21 @@
+"""F1 of class-id predictions, as an `evaluate` metric that loads offline (see _classification.py)."""
+
+from __future__ import annotations
+
+import evaluate
+
+from ._classification import INPUTS, features, score
+
+
+class F1(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="F1 of single-label classification (hf_lelp's offline implementation, numpy).",
+            citation="",
+            inputs_description=INPUTS + 'Returns: {"f1": float, or a list of float when average=None}',
+            features=features(),
+            format="numpy",
+        )
+
+    def _compute(self, predictions, references, **kwargs):
+        return {"f1": score("f1", predictions, references, **kwargs)}
