@@ -42,7 +42,8 @@ class LELPConfig(TrainingArguments):
         metadata={
             "help": "Distillation method: "
             + "; ".join(f"'{name}': {text}" for name, text in METHOD_HELP.items())
-            + ". Every method except 'ce' reads the teacher from the cache."
+            + ". Every method except 'ce' reads the teacher from the cache.",
+            "choices": METHODS,  # HfArgumentParser passes it to argparse: --help lists them, typos fail early
         },
     )
     num_subclasses: int = field(

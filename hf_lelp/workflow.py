@@ -329,7 +329,8 @@ def selection_split(data: TextClassificationData, data_args: DataArguments, args
     labelled = "validation" in data.splits and any(y >= 0 for y in data.splits["validation"]["label"])
     if selects and not labelled:
         raise ValueError(
-            f"--eval_strategy {args.eval_strategy} / --load_best_model_at_end evaluate during training, which needs a "
+            f"--eval_strategy {getattr(args.eval_strategy, 'value', args.eval_strategy)} / --load_best_model_at_end "
+            "evaluate during training, which needs a "
             "labelled 'validation' split (model selection on the reported split would overstate its metrics): pass "
             "--validation_file, or --validation_from_train N to carve N seeded train examples into one."
         )
@@ -348,7 +349,8 @@ def split_roles(data: TextClassificationData, data_args: DataArguments, args: LE
         roles["train"] = f"training: unlabelled transfer text from {os.path.basename(data_args.transfer_data)}"
     uses = []
     if selection:
-        uses.append(f"evaluated every {args.eval_strategy}" if args.eval_strategy != "no" else "evaluated")
+        strategy = getattr(args.eval_strategy, "value", args.eval_strategy)  # an IntervalStrategy enum
+        uses.append(f"evaluated every {strategy}" if strategy != "no" else "evaluated")
         if args.load_best_model_at_end:
             uses.append(f"best checkpoint chosen by {args.metric_for_best_model or 'loss'}")
     if args.auto_hparams:
@@ -388,6 +390,7 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     set_seed(args.seed)
     data = load_data(data_args)
     check_eval_split(data, data_args)
+    selection_name = selection_split(data, data_args, args)
     check_labels_for_method(data, args)
     check_output_dir(args.output_dir, args.method)
     cache = projections = None
@@ -402,7 +405,6 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     eval_name = data_args.eval_split or None  # '' = no final evaluation, asked for explicitly
     eval_set = tokenize_split(data.splits[eval_name], tokenizer, data_args.max_length) if eval_name else None
-    selection_name = selection_split(data, data_args, args)
     selection_set = (
         tokenize_split(data.splits[selection_name], tokenizer, data_args.max_length) if selection_name else None
     )

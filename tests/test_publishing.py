@@ -19,7 +19,14 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
 from hf_lelp.data import tokenize_split
-from hf_lelp.modeling import SUBCLASS_LOGITS, apply_lora, subclass_logits_of
+from hf_lelp.modeling import (
+    SUBCLASS_HEAD,
+    SUBCLASS_HEAD_FILE,
+    SUBCLASS_LOGITS,
+    apply_lora,
+    load_auxiliary,
+    subclass_logits_of,
+)
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import distill  # noqa: E402
@@ -165,6 +172,8 @@ def test_card_rendered_at_every_checkpoint_save(project, tmp_path):
             "epoch",
             "--validation_from_train",
             "20",
+            "--cache_dir",  # carving validation changes the train split, so its cache
+            str(tmp_path / "cache"),
             "--num_train_epochs",
             "2",
         ]
@@ -196,6 +205,8 @@ def test_trainer_flags_best_model_accumulation_bf16_tensorboard(project, tmp_pat
             "accuracy",
             "--validation_from_train",
             "30",
+            "--cache_dir",
+            str(tmp_path / "cache"),
             "--gradient_accumulation_steps",
             "2",
             "--bf16",
@@ -269,6 +280,7 @@ def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
     trainer.save_model(str(tmp_path / "adapter"))
     saved = os.listdir(tmp_path / "adapter")
     assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
+    assert SUBCLASS_HEAD_FILE in saved  # a training-only module: a side file, not part of the adapter
     # The same frozen base (in real use: the same pretrained checkpoint), then the adapter on top.
     base = tiny_bert(2, hidden=32, seed=2)
     attach_subclass_head(base, 2, 3, seed=2)
@@ -277,6 +289,7 @@ def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
     with torch.no_grad():
         untrained = base(**batch).logits
     reloaded = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+    assert load_auxiliary(reloaded, str(tmp_path / "adapter")) == [SUBCLASS_HEAD]
     with torch.no_grad(), subclass_logits_of(model, 2):
         expected = model(**batch)
     with torch.no_grad(), subclass_logits_of(reloaded, 2):
