@@ -37,7 +37,7 @@ chromium:
 	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); from chromium import chromium_binary; print(chromium_binary())"
 
 test: $(BIN)/.installed chromium
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not wheel" tests
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "not slow" tests
@@ -47,7 +47,7 @@ test-fast: $(BIN)/.installed
 # train-teacher` and `hf-lelp distill` with a checkpoint save on a tiny corpus, and the export reloaded with
 # transformers.pipeline without hf_lelp. See tests/wheel_smoke.py.
 test-wheel: $(BIN)/.installed
-	HF_LELP_TEST_WHEEL=1 $(BIN)/python -m pytest -q -s tests/test_wheel.py -m wheel
+	$(BIN)/python -m pytest -q -s tests/test_wheel.py -m wheel
 
 # The whole benchmark on the 2-core CPU (hours): every method, 5 datasets, 3 seeds, sweeps, auto-S/β, transfer rows.
 benchmark: $(BIN)/.installed

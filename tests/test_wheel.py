@@ -1,7 +1,7 @@
 """The package as users install it: the `hf-lelp` command, and the wheel in a fresh venv outside the checkout.
 
-test_installed_wheel... (tests/wheel_smoke.py) is opt-in (HF_LELP_TEST_WHEEL=1): `make test-wheel` runs it, and CI
-(.ci/run) runs that after `make test`. It builds a venv from PyPI (about 2.5 minutes with pip's cache), which the
+test_installed_wheel... (tests/wheel_smoke.py) carries the `wheel` marker: `make test` deselects it and
+`make test-wheel` runs it; CI (.ci/run) runs both. It builds a venv from PyPI (about 2.5 minutes with pip's cache), which the
 rest of the suite never needs.
 """
 
@@ -89,7 +89,6 @@ def test_recipe_and_command_run_the_same_teacher_job_and_the_card_template_is_fo
 
 @pytest.mark.slow
 @pytest.mark.wheel
-@pytest.mark.skipif(os.environ.get("HF_LELP_TEST_WHEEL") != "1", reason="builds a venv from PyPI: make test-wheel")
 def test_installed_wheel_trains_distils_and_exports_outside_the_checkout():
     """train-teacher, distill with a checkpoint save (the model card comes from the packaged template), and an
     export that loads with transformers.pipeline where hf_lelp is not importable."""
