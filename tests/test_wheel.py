@@ -1,8 +1,8 @@
 """The package as users install it: the `hf-lelp` command, and the wheel in a fresh venv outside the checkout.
 
 test_installed_wheel... (tests/wheel_smoke.py) carries the `wheel` marker: `make test` deselects it and
-`make test-wheel` runs it; CI (.ci/run) runs both. It builds a venv from PyPI (about 2.5 minutes with pip's cache), which the
-rest of the suite never needs.
+`make test-wheel` runs it; CI (.ci/run) runs both. It builds a venv from PyPI (about 2.5 minutes with pip's
+cache), which the rest of the suite never needs.
 """
 
 from __future__ import annotations
