@@ -279,11 +279,7 @@ def environment() -> dict[str, str]:
     for name, (package, _, requirement) in OFFLINE_MODELS.items():
         info[f"model {name}"] = _asset(package, requirement)
     for name, split in SPLIT_MODELS.items():
-        found = [
-            d
-            for d in split.distributions
-            if importlib.util.find_spec(d.replace("-", "_")) or _version(d) != "not installed"
-        ]
+        found = [d for d in split.distributions if _version(d) != "not installed"]
         info[f"model {name}"] = f"{len(found)} of {len(split.distributions)} parts installed" + (
             "" if len(found) == len(split.distributions) else " (hf-lelp install-assets --mpnet)"
         )
