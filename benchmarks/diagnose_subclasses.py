@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
 
-from hf_lelp.bench.prepare import PreparedDataset
-from hf_lelp.io_utils import write_json_atomic
-from hf_lelp.projections import FitOptions, fit_projections
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
+
+from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
+from hf_lelp.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.projections import FitOptions, fit_projections  # noqa: E402
 
 ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 

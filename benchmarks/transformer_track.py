@@ -19,8 +19,10 @@ import sys
 from dataclasses import asdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
 
-from hf_lelp.bench.prepare import PreparedDataset  # noqa: E402
+from benchmarks.harness.machine import machine_info  # noqa: E402
+from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
 from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
 from hf_lelp.config import LELPConfig  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "command": "python benchmarks/transformer_track.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "hparams_source": "lr/epochs/batch: the demo config; τ, S, β: the MLP track's validation choice",
+        "machine": machine_info(),
     }
     write_json_atomic(os.path.join(args.results_dir, f"{args.dataset}_transformer_student.json"), result)
 

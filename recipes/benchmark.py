@@ -3,9 +3,10 @@
     python recipes/benchmark.py --datasets rotten_tomatoes tweets reuters8 20newsgroups_binary 20newsgroups_4class
 
 Per dataset, once: train/validation/test files, a fine-tuned MiniLM-L6 teacher, its cache, frozen student features
-(runs/benchmark/<dataset>/). Then per method: a validation search (benchmark.search), the chosen configuration
-over --seeds on test, and LELP's S and β sweeps on --sweep_datasets. Writes benchmarks/results/<dataset>.json,
-benchmarks/RESULTS.md and PNG plots in benchmarks/plots/. `--report_only` rebuilds the report from the JSON files.
+(runs/benchmark/<dataset>/). Then per method: a validation search (benchmarks/harness/search.py), the chosen
+configuration over --seeds on test, and LELP's S and β sweeps on --sweep_datasets. Writes
+benchmarks/results/<dataset>.json, benchmarks/RESULTS.md and PNG plots in benchmarks/plots/. `--report_only` rebuilds
+the report from the JSON files.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The harness is not part of the installed package: it lives in benchmarks/harness/ of the checkout this runs from.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hf_lelp.bench.prepare import PrepareOptions, prepare  # noqa: E402
-from hf_lelp.bench.report import write_report  # noqa: E402
-from hf_lelp.bench.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
-from hf_lelp.bench.search import SearchSpace  # noqa: E402
+from benchmarks.harness.prepare import PrepareOptions, prepare  # noqa: E402
+from benchmarks.harness.report import write_report  # noqa: E402
+from benchmarks.harness.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
+from benchmarks.harness.search import SearchSpace  # noqa: E402
 from hf_lelp.config import METHODS  # noqa: E402
 from hf_lelp.errors import run_cli  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402

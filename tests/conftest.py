@@ -15,6 +15,9 @@ import yaml
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The benchmark harness (benchmarks.harness) is not in the installed package: tests import it from the checkout.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Two sub-topics per class, so that the data has real sub-class structure for LELP to find.
 TOPICS = {

@@ -1,14 +1,16 @@
 """recipes/benchmark.py end to end on a tiny corpus: schema, seeds, selection on validation only, report, plots."""
 
 import json
+import os
 import sys
 
 import pandas as pd
 import pytest
 
-from conftest import make_texts, run, save_tiny_model
-from hf_lelp.bench.report import method_stats
-from hf_lelp.bench.search import SearchSpace, select
+from benchmarks.harness.machine import describe
+from benchmarks.harness.report import LEGACY_MACHINE_NOTE, method_stats, write_report
+from benchmarks.harness.search import SearchSpace, select
+from conftest import ROOT, make_texts, run, save_tiny_model
 from hf_lelp.config import METHODS
 
 
@@ -65,7 +67,8 @@ def benchmark(tmp_path_factory):
 def test_results_file_has_the_issue_schema_and_three_seeds_per_method(benchmark):
     folder, _ = benchmark
     result = json.loads((folder / "results" / "tiny.json").read_text())
-    assert {"dataset", "num_classes", "split_sizes", "teacher", "student", "runs", "command"} <= set(result)
+    assert {"dataset", "num_classes", "split_sizes", "teacher", "student", "runs", "command", "machine"} <= set(result)
+    assert {"platform", "cpu_count", "torch_threads", "device", "student_processes"} <= set(result["machine"])
     assert result["split_sizes"] == {"train": 100, "validation": 40, "test": 60}
     assert {"model", "accuracy"} <= set(result["teacher"]) and 0.0 <= result["teacher"]["accuracy"] <= 1.0
     assert "model" in result["student"]
@@ -100,6 +103,8 @@ def test_sweeps_report_and_plots(benchmark):
     for method in METHODS:
         assert f"| {method} |" in report
     assert "| *teacher* |" in report and "LELP − KD" in report and "recipes/benchmark.py" in report
+    # The machine comes from the result file, not from a sentence typed about one machine.
+    assert f"Machine: {describe(result['machine'])} (`tiny.json`)." in report and LEGACY_MACHINE_NOTE not in report
     pngs = sorted((folder / "plots").glob("*.png"))
     assert {p.name.split("_")[0] for p in pngs} == {"methods", "sweep"}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -117,6 +122,15 @@ def test_auto_hparams_compared_with_the_full_search(benchmark):
     assert len(auto["auto_test"]) == 3 and len(auto["full_search_test"]) == 3
     assert auto["auto_epochs_spent"] < auto["full_search_epochs_spent"]
     assert "Automatic S and β" in (folder / "RESULTS.md").read_text()
+
+
+def test_committed_report_is_rebuilt_from_the_committed_results(tmp_path):
+    # Files without a `machine` field fall back to the note once typed in PROTOCOL; ties resolve in METHOD_ORDER.
+    text = write_report(
+        os.path.join(ROOT, "benchmarks", "results"), str(tmp_path / "RESULTS.md"), str(tmp_path / "plots")
+    )
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), encoding="utf-8") as handle:
+        assert text == handle.read()
 
 
 def test_selection_refuses_test_trials():

@@ -4,6 +4,8 @@ The paper's second NLP setting distils into "a 2-layer MLP over frozen Sentence-
 uses mean-pooled all-MiniLM-L6-v2 embeddings (the sentence-transformers pooling of that model). A student run
 takes seconds on a CPU, so every method gets several seeds. It is a `PreTrainedModel`, so the same LELPTrainer
 trains it, and it registers with the Auto classes so a saved student reloads with `AutoModel...from_pretrained`.
+The registration is the benchmark's own model type, so it happens on importing this module (the harness), never
+on importing `hf_lelp`.
 """
 
 from __future__ import annotations

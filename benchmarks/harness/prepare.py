@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 from transformers import TrainingArguments
 
-from ..assets import resolve_model
-from ..cache import TeacherCache, build_teacher_cache
-from ..cli import DataArguments
-from ..data import FINE_LABEL, LABEL, TEXT, UNLABELLED, TextClassificationData, load_text_classification
-from ..embedding_student import sentence_embeddings
-from ..teacher import RESULTS_FILE, TeacherArguments, train_teacher
+from hf_lelp import TeacherCache, build_teacher_cache
+from hf_lelp.assets import resolve_model
+from hf_lelp.cli import DataArguments
+from hf_lelp.data import FINE_LABEL, LABEL, TEXT, UNLABELLED, TextClassificationData, load_text_classification
+from hf_lelp.io_utils import write_atomic, write_json_atomic
+from hf_lelp.teacher import RESULTS_FILE, TeacherArguments, train_teacher
+
+from .embedding_student import sentence_embeddings
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -110,9 +112,24 @@ def _write_split(frame: pd.DataFrame, names: list[str], path: str, hide_labels: 
         columns[LABEL] = [None if hide else label for hide, label in zip(hide_labels, columns[LABEL])]
     if FINE_LABEL in frame.columns:
         columns[FINE_LABEL] = frame[FINE_LABEL]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    pd.DataFrame(columns).to_json(path + ".tmp", orient="records", lines=True, force_ascii=False)
-    os.replace(path + ".tmp", path)
+    table = pd.DataFrame(columns)
+    write_atomic(path, lambda tmp: table.to_json(tmp, orient="records", lines=True, force_ascii=False))
+
+
+def _save_array(path: str, array: np.ndarray) -> None:
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.save would append ".npy" to a path not ending in it
+            np.save(handle, array)
+
+    write_atomic(path, save)
+
+
+def _save_list(path: str, values: list[str]) -> None:
+    def dump(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(values, handle)
+
+    write_atomic(path, dump)
 
 
 def _train_teacher(folder: str, names: list[str], options: PrepareOptions, teacher_file: str) -> dict:
@@ -174,10 +191,9 @@ def prepare(
         labels = frame[LABEL].to_numpy().astype(np.int64)
         if split == "train" and hidden_labels is not None:
             labels = np.where(hidden_labels, UNLABELLED, labels)
-        np.save(os.path.join(folder, f"labels_{split}.npy"), labels)
+        _save_array(os.path.join(folder, f"labels_{split}.npy"), labels)
         if FINE_LABEL in frame.columns:
-            with open(os.path.join(folder, f"fine_labels_{split}.json"), "w", encoding="utf-8") as handle:
-                json.dump([str(v) for v in frame[FINE_LABEL]], handle)
+            _save_list(os.path.join(folder, f"fine_labels_{split}.json"), [str(v) for v in frame[FINE_LABEL]])
     teacher_file = os.path.join(folder, "data", "teacher.jsonl" if options.teacher_train else "train.jsonl")
     teacher = _train_teacher(folder, names, options, teacher_file)
     # The transfer set: the train split as the students see it (labels hidden in the unlabelled setting).
@@ -211,8 +227,7 @@ def prepare(
                 max_length=options.max_length,
                 num_layers=options.feature_layers,
             )
-            np.save(path + ".tmp.npy", features)
-            os.replace(path + ".tmp.npy", path)
+            _save_array(path, features)
     prepared = PreparedDataset(
         name=name,
         folder=folder,
@@ -222,6 +237,6 @@ def prepare(
         split_sizes={split: len(frame) for split, frame in frames.items()},
         options=asdict(options),
     )
-    with open(summary_path, "w", encoding="utf-8") as handle:
-        json.dump(asdict(prepared), handle, indent=2)
+    # Written last and atomically: its presence marks the whole preparation as done.
+    write_json_atomic(summary_path, asdict(prepared))
     return prepared

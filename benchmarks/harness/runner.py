@@ -12,18 +12,21 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from multiprocessing import get_context
 
-from ..io_utils import write_json_atomic
+from hf_lelp.io_utils import write_json_atomic
+
+from .machine import machine_info
 from .prepare import PreparedDataset
 from .search import SearchSpace, select
 
 logger = logging.getLogger(__name__)
 STAGE_ONE = ("ce", "kd")
+WORKER_THREADS = 1
 
 
 def _init_worker() -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     logging.basicConfig(level=logging.WARNING)
 
 
@@ -37,6 +40,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
 
 class Pool:
     def __init__(self, workers: int):
+        self.workers = workers
         self.executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
 
     def run(self, jobs: list[tuple]) -> list[dict]:
@@ -99,6 +103,7 @@ def benchmark_dataset(
         "command": command,
         "prepare_options": prepared.options,
         "search_space": asdict(space),
+        "machine": {**machine_info(), "student_processes": pool.workers, "threads_per_student": WORKER_THREADS},
     }
     if sweeps and "lelp" in chosen:
         result["sweeps"] = sweep(prepared, chosen["lelp"], seeds, pool, space)
@@ -133,7 +138,8 @@ def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool
     Both search the same (S, β) grid around KD's learning rate and τ; the full search trains every candidate for
     the whole budget. Reports each choice, its full-budget validation accuracy, its test accuracy over the seeds,
     and the training epochs each search spent."""
-    from ..autotune import successive_halving
+    from hf_lelp.autotune import successive_halving
+
     from .students import STUDENT_DEFAULTS
 
     folder, seed = prepared.folder, result["selection"]["seed"]

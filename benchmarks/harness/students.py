@@ -12,15 +12,16 @@ import datasets
 import numpy as np
 from transformers import default_data_collator, set_seed
 
-from ..cache import TeacherCache
-from ..config import SUBCLASS_METHODS, LELPConfig
-from ..data import EXAMPLE_ID
-from ..embedding_student import FEATURES, embedding_student
-from ..metrics import build_compute_metrics
-from ..projections import fit_projections
-from ..subclasses import fit_kmeans_subclasses, oracle_subclasses
-from ..trainer import LELPTrainer
-from ..workflow import attach_training_modules
+from hf_lelp import TeacherCache
+from hf_lelp.config import SUBCLASS_METHODS, LELPConfig
+from hf_lelp.data import EXAMPLE_ID
+from hf_lelp.metrics import build_compute_metrics
+from hf_lelp.projections import fit_projections
+from hf_lelp.subclasses import fit_kmeans_subclasses, oracle_subclasses
+from hf_lelp.trainer import LELPTrainer
+from hf_lelp.workflow import attach_training_modules
+
+from .embedding_student import FEATURES, embedding_student
 from .prepare import PreparedDataset
 
 logger = logging.getLogger(__name__)
