@@ -11,46 +11,26 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .methods import METHOD_FLAG, Method, Projections, get_method, registered_methods
 from .projections import GROUPINGS, FitOptions
 
-# Pseudo-subclass methods: LELP and the ablations that change where the subclasses come from.
-PROJECTION_METHODS = ("lelp", "pca", "no_rotation", "random", "random_ensemble")
-SUBCLASS_METHODS = (*PROJECTION_METHODS, "kmeans", "oracle")
-# Embedding baselines: KD on the cached logits plus a feature term on the cached teacher embedding.
-FEATURE_METHODS = ("fitnet", "rkd", "pkt")
-METHODS = (*SUBCLASS_METHODS, "kd", *FEATURE_METHODS, "ce")
-METHOD_HELP = {
-    "lelp": "pseudo-subclass targets from null-space per-class PCA (the paper)",
-    "pca": "ablation: per-class PCA without the null-space projection",
-    "no_rotation": "ablation: LELP without the random rotation",
-    "random": "ablation: random null-space directions instead of principal ones",
-    "random_ensemble": "ablation: mean loss over --ensemble_size independent random projections",
-    "kmeans": "ablation: S k-means clusters per class (null space) as subclasses",
-    "oracle": "known fine labels (--fine_label_column) as subclasses: an upper bound",
-    "kd": "Hinton KD on the cached teacher logits",
-    "fitnet": "KD + MSE between a learned regression of the student features and the teacher embedding",
-    "rkd": "KD + relational distance and angle losses between student features and teacher embeddings",
-    "pkt": "KD + probabilistic knowledge transfer (cosine-similarity distributions)",
-    "ce": "labels only, no teacher",
-}
+# The built-in methods by kind, derived from the registry (hf_lelp.methods); code reads the entries instead.
+METHODS = registered_methods()
+SUBCLASS_METHODS = tuple(name for name in METHODS if get_method(name).subclass_source is not None)
+PROJECTION_METHODS = tuple(name for name in METHODS if isinstance(get_method(name).subclass_source, Projections))
+FEATURE_METHODS = tuple(name for name in METHODS if get_method(name).feature_loss is not None)
+METHOD_HELP = {name: get_method(name).help for name in METHODS}
 
 
 @dataclass
 class LELPConfig(TrainingArguments):
-    method: str = field(
-        default="lelp",
-        metadata={
-            "help": "Distillation method: "
-            + "; ".join(f"'{name}': {text}" for name, text in METHOD_HELP.items())
-            + ". Every method except 'ce' reads the teacher from the cache.",
-            "choices": METHODS,  # HfArgumentParser passes it to argparse: --help lists them, typos fail early
-        },
-    )
+    # Help and choices come from the registry and stay current when a method is registered later.
+    method: str = field(default="lelp", metadata=METHOD_FLAG)
     num_subclasses: int = field(
         default=4,
         metadata={
-            "help": "S, pseudo-subclasses per class (ours: the paper's value is not public). Needs D >= C + S and at "
-            "least S + 1 examples per class."
+            "help": "S, pseudo-subclasses per class (per ensemble member for random_ensemble; ours: the paper's "
+            "value is not public). Needs D >= C + S and at least S + 1 examples per class."
         },
     )
     subclass_temperature: float = field(
@@ -91,7 +71,8 @@ class LELPConfig(TrainingArguments):
     )
     projection_seed: int = field(default=0, metadata={"help": "Seed of the random rotations (saved with them)."})
     ensemble_size: int = field(
-        default=4, metadata={"help": "K, random projections averaged by --method random_ensemble (ours)."}
+        default=4,
+        metadata={"help": "K, random projections (of S directions each) averaged by --method random_ensemble (ours)."},
     )
     auto_hparams: bool = field(
         default=False,
@@ -124,8 +105,7 @@ class LELPConfig(TrainingArguments):
         if self.dataloader_pin_memory and not _has_accelerator(self.use_cpu):
             # Pinning needs an accelerator; without one torch only warns at every dataloader (a no-op otherwise).
             self.dataloader_pin_memory = False
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {METHODS}, got '{self.method}'.")
+        method = self.method_spec  # an unknown name fails here, with the registered ones listed
         if self.temperature <= 0 or self.subclass_temperature <= 0:
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
         if not 0.0 <= self.hard_label_weight <= 1.0:
@@ -135,47 +115,45 @@ class LELPConfig(TrainingArguments):
                 "--per_device_train_batch_size and --per_device_eval_batch_size must be >= 1, got "
                 f"{self.per_device_train_batch_size} and {self.per_device_eval_batch_size}."
             )
-        if self.method in SUBCLASS_METHODS and self.method != "oracle" and self.num_subclasses < 1:
+        if self.ensemble_size < 1 or self.feature_loss_weight < 0:
+            raise ValueError("--ensemble_size must be >= 1 and --feature_loss_weight >= 0.")
+        if method.chooses_num_subclasses and self.num_subclasses < 1:
             raise ValueError(f"--num_subclasses (S) must be >= 1 ({self.method}), got {self.num_subclasses}.")
-        if self.method in PROJECTION_METHODS:
-            self.fit_options()  # validates num_subclasses and grouping
-        if self.auto_hparams and self.method not in SUBCLASS_METHODS or self.auto_hparams and self.method == "oracle":
+        method.fit_options(self)  # projection methods: validates num_subclasses and grouping
+        if self.auto_hparams and not method.chooses_num_subclasses:
             raise ValueError(
                 f"--auto_hparams chooses S and β, which --method {self.method} does not have: use a pseudo-subclass "
                 "method such as lelp, or drop --auto_hparams."
             )
-        if self.label_smoothing_factor > 0 and self.method != "ce" and self.hard_label_weight == 0:
+        if self.label_smoothing_factor > 0 and method.uses_teacher and self.hard_label_weight == 0:
             # The Trainer's label smoother acts on a label loss; soft targets have no labels to smooth.
             raise ValueError(
                 f"--label_smoothing_factor {self.label_smoothing_factor} smooths hard labels, but --method "
                 f"{self.method} with --hard_label_weight 0 has no label loss. Use it with --method ce or with "
                 "--hard_label_weight > 0, or drop it (a distillation temperature, --temperature, softens targets)."
             )
-        if self.ensemble_size < 1 or self.feature_loss_weight < 0:
-            raise ValueError("--ensemble_size must be >= 1 and --feature_loss_weight >= 0.")
+
+    @property
+    def method_spec(self) -> Method:
+        """The registry entry of --method (hf_lelp.methods)."""
+        return get_method(self.method)
 
     @property
     def uses_teacher(self) -> bool:
-        return self.method != "ce"
+        return self.method_spec.uses_teacher
 
     @property
     def subclass_columns(self) -> int:
-        """Subclass logits per class that the student's extra head needs (1 = no extra head)."""
-        if self.method not in SUBCLASS_METHODS:
+        """Subclass logits per class that the student's extra head needs, S·K (1 = no extra head)."""
+        method = self.method_spec
+        if method.subclass_source is None:
             return 1
-        return self.num_subclasses * (self.ensemble_size if self.method == "random_ensemble" else 1)
+        return self.num_subclasses * method.num_members(self)
 
     def fit_options(self) -> FitOptions:
-        """Projection options of this method: the ablations switch off one step of LELP each."""
-        return FitOptions(
-            num_subclasses=self.num_subclasses,
-            grouping=self.grouping,
-            null_space=self.null_space and self.method != "pca",
-            rotate=self.rotate and self.method != "no_rotation",
-            seed=self.projection_seed,
-            directions="random" if self.method in ("random", "random_ensemble") else "pca",
-            num_members=self.ensemble_size if self.method == "random_ensemble" else 1,
-        )
+        """Projection options of this method: the ablations switch off one step of LELP each (plain LELP options
+        for a method that does not fit projections)."""
+        return self.method_spec.fit_options(self) or Projections().fit_options(self)
 
 
 def _has_accelerator(use_cpu: bool) -> bool:

@@ -68,12 +68,18 @@ class SubclassProjections:
 
     @property
     def num_subclasses(self) -> int:
-        """Score columns per class: S, or K·S for an ensemble of K members."""
-        return self.components.shape[2]
+        """S, pseudo-subclasses per class in each member (an ensemble has K such sets)."""
+        return self.columns // self.num_members
 
     @property
     def num_members(self) -> int:
+        """K, ensemble members (1 = no ensemble)."""
         return self.options.num_members
+
+    @property
+    def columns(self) -> int:
+        """Score columns per class, S·K: the width of the student's subclass head per class."""
+        return self.components.shape[2]
 
     def subclass_scores(self, hidden: torch.Tensor, example_ids=None) -> torch.Tensor:
         """The scorer interface shared with k-means and oracle subclasses (which may need the example ids)."""

@@ -1,7 +1,8 @@
 """Pseudo-subclass sources other than LELP's projections: per-class k-means, and oracle (known fine labels).
 
 Every source offers `subclass_scores(hidden, example_ids) -> [B, C, S]`, turned into targets by
-`losses.lelp_targets` exactly as LELP's scores are, so the ablations differ only in where the subclasses come from.
+`losses.lelp_targets` exactly as LELP's scores are, so the ablations differ only in where the subclasses come from;
+and S (`num_subclasses`), K (`num_members`, 1 here) and the S·K score `columns` (see `methods.SubclassSource`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class KMeansSubclasses:
     @property
     def num_subclasses(self) -> int:
         return self.centroids.shape[1]
+
+    @property
+    def columns(self) -> int:
+        return self.num_subclasses * self.num_members
 
     def to(self, device) -> KMeansSubclasses:
         return KMeansSubclasses(self.null_basis.to(device), self.centroids.to(device), self.scales.to(device))
@@ -116,6 +121,10 @@ class OracleSubclasses:
     @property
     def num_subclasses(self) -> int:
         return self.allowed.shape[1]
+
+    @property
+    def columns(self) -> int:
+        return self.num_subclasses * self.num_members
 
     def to(self, device) -> OracleSubclasses:
         return self  # tensors are indexed on the CPU, scores are moved by the caller

@@ -17,16 +17,15 @@ from transformers.utils.hub import PushInProgress
 
 from .cache import TeacherCache
 from .card import trainer_card_context, write_model_card
-from .config import FEATURE_METHODS, SUBCLASS_METHODS, LELPConfig
+from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
-from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
+from .losses import ce_loss
+from .methods import LossInputs
 from .modeling import (
     AUXILIARY_FILES,
-    FEATURE_REGRESSOR,
     STUDENT_FEATURES,
     SUBCLASS_LOGITS,
-    auxiliary_module,
     is_peft_model,
     load_auxiliary,
     save_auxiliary,
@@ -79,10 +78,10 @@ class LELPTrainer(Trainer):
             raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
         if args.uses_teacher and teacher_cache is None:
             raise ValueError(f"--method {args.method} needs teacher_cache= (build it with build_teacher_cache).")
-        if args.method in SUBCLASS_METHODS and projections is None:
+        if args.method_spec.subclass_source is not None and projections is None:
             raise ValueError(
-                f"--method {args.method} needs projections= (pseudo-subclasses: fit_projections, "
-                "fit_kmeans_subclasses or oracle_subclasses; see workflow.build_subclasses)."
+                f"--method {args.method} needs projections= (its pseudo-subclasses: "
+                "args.method_spec.subclass_source(SubclassInputs(cache, args)), or workflow.build_subclasses)."
             )
         self.teacher_cache = teacher_cache
         self.projections = projections  # any pseudo-subclass source with `subclass_scores(hidden, example_ids)`
@@ -103,19 +102,20 @@ class LELPTrainer(Trainer):
         return hidden.to(device, non_blocking=True), logits.to(device, non_blocking=True)
 
     def distillation_loss(self, class_logits, subclass_logits, example_ids, labels, features=None) -> torch.Tensor:
+        """The method's loss (its registry entry): soft term + feature term, mixed with α·CE(labels)."""
         args: LELPConfig = self.args
-        if args.method == "ce":
-            return ce_loss(class_logits, labels, args.label_smoothing_factor)
-        if example_ids is None:
-            raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
-        hidden, teacher_logits = self._teacher_batch(example_ids, class_logits.device)
-        if args.method in SUBCLASS_METHODS:
-            soft = self.subclass_loss(class_logits, subclass_logits, hidden, teacher_logits, example_ids)
-        else:
-            soft = kd_loss(class_logits, teacher_logits, args.temperature, args.scale_by_temperature_squared)
-        if args.method in FEATURE_METHODS:
-            soft = soft + args.feature_loss_weight * self.feature_loss(features, hidden)
-        if args.hard_label_weight > 0:
+        method = args.method_spec
+        batch = LossInputs(class_logits, labels, subclass_logits, features, example_ids, model=self.model)
+        if method.uses_teacher:
+            if example_ids is None:
+                raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
+            batch.hidden, batch.teacher_logits = self._teacher_batch(example_ids, class_logits.device)
+        if self.projections is not None:
+            batch.subclasses = self._subclasses_on(class_logits.device)
+        soft = method.loss(batch, args)
+        if method.feature_loss is not None:
+            soft = soft + args.feature_loss_weight * method.feature_loss(batch, args)
+        if args.hard_label_weight > 0 and method.uses_teacher:  # a labels-only loss has no soft term to mix
             if labels is None or not bool((labels >= 0).any()):
                 raise ValueError(
                     "--hard_label_weight > 0 needs labels in the transfer set; set it to 0 (as the "
@@ -125,46 +125,18 @@ class LELPTrainer(Trainer):
             return (1 - args.hard_label_weight) * soft + args.hard_label_weight * hard
         return soft
 
-    def subclass_loss(self, class_logits, subclass_logits, hidden, teacher_logits, example_ids) -> torch.Tensor:
-        args: LELPConfig = self.args
-        source = self.projections
-        if getattr(self, "_subclass_device", None) != class_logits.device:
-            source = self.projections = source.to(class_logits.device)
-            self._subclass_device = class_logits.device
-        scores = source.subclass_scores(hidden, example_ids)
-        targets = lelp_targets(
-            scores, teacher_logits, args.temperature, args.subclass_temperature, num_members=source.num_members
-        )
-        if subclass_logits is None and scores.shape[-1] > 1:
-            raise ValueError(
-                f"--method {args.method} has {scores.shape[-1]} subclass columns but the student has no subclass head "
-                "(attach_subclass_head with that many columns)."
-            )
-        return lelp_loss(
-            class_logits,
-            subclass_logits,
-            targets,
-            args.temperature,
-            args.scale_by_temperature_squared,
-            num_members=source.num_members,
-        )
-
-    def feature_loss(self, features: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        method = self.args.method
-        if method == "fitnet":
-            regressor = auxiliary_module(self.model, FEATURE_REGRESSOR)
-            if regressor is None:
-                raise ValueError("--method fitnet needs the regressor: attach_feature_regressor(student, ...).")
-            return fitnet_loss(regressor(features), hidden)
-        if method == "rkd":
-            return rkd_loss(features, hidden)
-        return pkt_loss(features, hidden)
+    def _subclasses_on(self, device):
+        """The pseudo-subclass source on the batch's device (moved once, at the first batch)."""
+        if getattr(self, "_subclass_device", None) != device:
+            self.projections = self.projections.to(device)
+            self._subclass_device = device
+        return self.projections
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         example_ids = inputs.pop(EXAMPLE_ID, None)
         labels = inputs.pop("labels", None)
-        wants_features = model.training and self.args.method in FEATURE_METHODS
+        wants_features = model.training and self.args.method_spec.feature_loss is not None
         with subclass_logits_of(model, self.num_labels, with_features=wants_features):
             model_outputs = model(**inputs)
         class_logits = model_outputs.logits
@@ -318,28 +290,19 @@ class LELPTrainer(Trainer):
         return paths
 
     def lelp_metadata(self) -> dict:
+        """lelp_config.json: the method, S (per class and member), β, τ, α and the method's own settings
+        (K = ensemble_size for an ensemble; its registry entry's `card_fields`)."""
         args: LELPConfig = self.args
+        source = self.projections
         meta = {
             "method": args.method,
-            "num_subclasses": getattr(self.projections, "num_subclasses", 1),
+            "num_subclasses": source.num_subclasses if source is not None else 1,
             "subclass_temperature": args.subclass_temperature,
             "temperature": args.temperature,
             "hard_label_weight": args.hard_label_weight,
             "paper": self._paper,
+            **args.method_spec.card_values(args, source),
         }
-        if args.method in FEATURE_METHODS:
-            meta["feature_loss_weight"] = args.feature_loss_weight
-        if args.method == "random_ensemble":
-            meta["ensemble_size"] = args.ensemble_size
-        if args.method in SUBCLASS_METHODS and args.method != "oracle":
-            meta.update(
-                {
-                    "grouping": args.grouping,
-                    "null_space": args.null_space,
-                    "rotate": args.rotate,
-                    "projection_seed": args.projection_seed,
-                }
-            )
         if self.teacher_cache is not None:
             fingerprint = dict(self.teacher_cache.fingerprint)
             fingerprint["teacher"] = public_name(fingerprint.get("teacher"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import hashlib
 import json
@@ -25,15 +26,14 @@ from .autotune import candidate_grid, successive_halving
 from .cache import TeacherCache, build_teacher_cache
 from .card import static_card_context
 from .cli import DataArguments, ModelArguments
-from .config import PROJECTION_METHODS, SUBCLASS_METHODS, LELPConfig
-from .data import FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
+from .config import LELPConfig
+from .data import EXAMPLE_ID, FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
 from .export import base_overrides, measure_export
 from .io_utils import read_json, write_json_atomic
 from .locks import exclusive_folder
+from .methods import SubclassInputs
 from .metrics import build_compute_metrics
-from .modeling import apply_lora, attach_feature_regressor, attach_subclass_head, load_student, parameter_counts
-from .projections import load_or_fit_projections
-from .subclasses import fit_kmeans_subclasses, oracle_subclasses
+from .modeling import apply_lora, load_student, parameter_counts
 from .trainer import LELPTrainer
 from .transfer import carve_validation, with_transfer_data
 
@@ -82,15 +82,16 @@ def check_labels_for_method(data: TextClassificationData, args: LELPConfig) -> N
     labelled = any(label >= 0 for label in data.splits["train"]["label"])
     if labelled:
         return
-    if args.method == "ce":
-        raise ValueError("--method ce trains on labels, but the transfer set has none: use --method lelp or kd.")
+    method = args.method_spec
+    if method.needs_labels:
+        raise ValueError(
+            f"--method {args.method} {method.needs_labels}, but the transfer set has none: use --method lelp or kd."
+        )
     if args.hard_label_weight > 0:
         raise ValueError(
             "--hard_label_weight > 0 needs labels, but the transfer set has none: set it to 0 (as the paper does)."
         )
-    if args.method == "oracle":
-        raise ValueError("--method oracle needs labelled transfer data with fine labels; this transfer set has none.")
-    if args.method in SUBCLASS_METHODS and args.grouping == "label":
+    if method.subclass_source is not None and args.grouping == "label":
         raise ValueError(
             "The transfer set is unlabelled: pass --grouping prediction (per-class PCA over the "
             "teacher's predicted classes)."
@@ -188,27 +189,13 @@ def check_teacher_labels(config, label_names: list[str]) -> None:
         )
 
 
-def ensure_projections(cache: TeacherCache, model_args: ModelArguments, args: LELPConfig):
-    state = args.distributed_state
-    options = args.fit_options()
-    with state.main_process_first():  # the main process fits and saves; the others then load the same file
-        return load_or_fit_projections(cache, options, model_args.projections_path)
-
-
 def build_subclasses(cache: TeacherCache, data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
-    """The pseudo-subclass source of a subclass method: projections (LELP and its ablations), k-means, or oracle."""
-    if args.method in PROJECTION_METHODS:
-        return ensure_projections(cache, model_args, args)
-    if args.method == "kmeans":
-        # Deterministic (seeded) and cheap next to training, so every process fits it itself.
-        return fit_kmeans_subclasses(cache, args.num_subclasses, args.grouping, args.projection_seed)
+    """The pseudo-subclass source of a subclass method, built as its registry entry says (projections are saved
+    beside the cache, or at --projections_path, and reused by the next run)."""
     train = data.splits["train"]
-    if FINE_LABEL not in train.column_names:
-        raise ValueError(
-            "--method oracle needs known fine labels: pass --fine_label_column (or use 20newsgroups_binary / "
-            "20newsgroups_4class, which have them)."
-        )
-    return oracle_subclasses(train["example_id"], train["label"], list(train[FINE_LABEL]), data.num_labels)
+    fine = dict(zip(train[EXAMPLE_ID], train[FINE_LABEL])) if FINE_LABEL in train.column_names else None
+    inputs = SubclassInputs(cache, args, fine, save=True, projections_path=model_args.projections_path)
+    return args.method_spec.subclass_source(inputs)
 
 
 def build_student(
@@ -236,12 +223,10 @@ def build_student(
 
 
 def attach_training_modules(student, num_labels: int, args: LELPConfig, subclasses=None, teacher_size=None) -> None:
-    """Add the layers only training uses (never exported): the subclass head, FitNet's regressor."""
-    columns = subclasses.num_subclasses if subclasses is not None else 1
-    if args.method in SUBCLASS_METHODS and columns > 1:
-        attach_subclass_head(student, num_labels, columns, seed=args.seed)
-    if args.method == "fitnet":
-        attach_feature_regressor(student, num_labels, teacher_size, seed=args.seed)
+    """Add the layers only training uses (never exported), as the method's registry entry lists them: the
+    subclass head (S·K columns per class), FitNet's regressor."""
+    for attach in args.method_spec.training_modules:
+        attach(student, num_labels, args, subclasses, teacher_size)
 
 
 def load_baselines(paths: list[str], split: str) -> list[dict]:
@@ -276,8 +261,9 @@ def text_trainer(student, args, tokenizer, data, cache, subclasses, train_set, *
 
 def choose_hparams_automatically(
     data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig, cache
-) -> dict:
-    """--auto_hparams: successive halving over (S, β) on the validation split; sets them on `args`."""
+) -> tuple[LELPConfig, dict]:
+    """--auto_hparams: successive halving over (S, β) on the validation split. Returns new arguments with the
+    chosen S and β (`args` itself is left as given) and the sweep for the card."""
     if "validation" not in data.splits or not any(y >= 0 for y in data.splits["validation"]["label"]):
         raise ValueError(
             "--auto_hparams needs a labelled 'validation' split: pass --validation_file, or --validation_from_train N "
@@ -307,10 +293,14 @@ def choose_hparams_automatically(
         return {"accuracy": metrics["validation_accuracy"], "macro_f1": metrics["validation_macro_f1"]}
 
     result = successive_halving(candidates, evaluate, args.auto_budget_epochs, keep=args.auto_keep)
-    args.num_subclasses = result.chosen["num_subclasses"]
-    args.subclass_temperature = result.chosen["subclass_temperature"]
     logger.info("--auto_hparams chose %s", result.chosen)
-    return result.as_dict()
+    # A new object (validated again), so one LELPConfig never means two runs' S.
+    chosen = dataclasses.replace(
+        args,
+        num_subclasses=result.chosen["num_subclasses"],
+        subclass_temperature=result.chosen["subclass_temperature"],
+    )
+    return chosen, result.as_dict()
 
 
 def check_eval_split(data: TextClassificationData, data_args: DataArguments) -> None:
@@ -396,8 +386,10 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     cache = projections = None
     if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)
-    auto = choose_hparams_automatically(data, data_args, model_args, args, cache) if args.auto_hparams else None
-    if args.method in SUBCLASS_METHODS:
+    auto = None
+    if args.auto_hparams:
+        args, auto = choose_hparams_automatically(data, data_args, model_args, args, cache)
+    if args.method_spec.subclass_source is not None:
         projections = build_subclasses(cache, data, model_args, args)
     set_seed(args.seed)
     student, tokenizer = build_student(data, model_args, args, projections, cache.hidden_size if cache else None)
@@ -440,6 +432,8 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         "selection_split": selection_name,
         **parameters,
     }
+    if projections is not None:  # S per class and member, K members: as the source was built
+        results.update(num_subclasses=projections.num_subclasses, ensemble_size=projections.num_members)
     if auto:
         results["auto_hparams"] = auto
     if selection_set is not None:

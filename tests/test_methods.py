@@ -1,17 +1,21 @@
 """Every method by name: its loss against a hand-computed value, its subclass source, and a training run from the
-cache alone (no teacher model anywhere)."""
+cache alone (no teacher model anywhere). The matrix iterates over the method registry: a new method is in it."""
 
+import json
 import math
+import os
+import re
 
 import numpy as np
 import pytest
 import torch
 from transformers import default_data_collator
 
-from conftest import synthetic_cache
+from benchmarks.harness.embedding_student import embedding_student
+from conftest import ROOT, synthetic_cache
 from hf_lelp import LELPConfig, LELPTrainer
+from hf_lelp.card import render_model_card, trainer_card_context
 from hf_lelp.config import METHODS, SUBCLASS_METHODS
-from hf_lelp.embedding_student import embedding_student
 from hf_lelp.losses import (
     fitnet_loss,
     kd_loss,
@@ -21,6 +25,17 @@ from hf_lelp.losses import (
     rkd_angle_loss,
     rkd_distance_loss,
     rkd_loss,
+)
+from hf_lelp.methods import (
+    BUILTIN_METHODS,
+    LossInputs,
+    Method,
+    SubclassInputs,
+    feature_regressor,
+    get_method,
+    register_method,
+    registered_methods,
+    unregister_method,
 )
 from hf_lelp.projections import FitOptions, fit_projections
 from hf_lelp.subclasses import fit_kmeans_subclasses, oracle_subclasses
@@ -162,18 +177,18 @@ def test_config_maps_ablation_names_onto_fit_options(tmp_path):
         LELPConfig(method="dkd", **base)
 
 
-def _subclass_source(method, cache, args):
-    if method == "kmeans":
-        return fit_kmeans_subclasses(cache, args.num_subclasses)
-    if method == "oracle":
-        labels = np.asarray(cache.labels)
-        fine = [f"{y}-{(i // 3) % 2}" for i, y in enumerate(labels)]
-        return oracle_subclasses(np.asarray(cache.example_ids), labels, fine, cache.num_labels)
-    return fit_projections(cache, args.fit_options())
+def _subclasses(cache, args):
+    """The method's pseudo-subclass source, as its registry entry builds it (fine labels for the oracle)."""
+    recipe = args.method_spec.subclass_source
+    if recipe is None:
+        return None
+    labels = np.asarray(cache.labels)
+    fine = {int(i): f"{y}-{(k // 3) % 2}" for k, (i, y) in enumerate(zip(np.asarray(cache.example_ids), labels))}
+    return recipe(SubclassInputs(cache, args, fine_labels=fine))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_from_the_cache_alone(method, tmp_path):
+def _train_from_cache(method, tmp_path, **options):
+    """Train an MLP student with `method` from a synthetic cache; returns (trainer, weights before training)."""
     cache = synthetic_cache(tmp_path / "cache", n=96, d=16, c=3)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(96, 8)).astype(np.float32) + np.asarray(cache.labels)[:, None]
@@ -182,38 +197,198 @@ def test_every_method_trains_from_the_cache_alone(method, tmp_path):
     train = datasets.Dataset.from_dict(
         {"features": features.tolist(), "labels": np.asarray(cache.labels), "example_id": np.arange(96)}
     )
+    settings = dict(num_subclasses=2, ensemble_size=2, per_device_train_batch_size=16, num_train_epochs=2)
     args = LELPConfig(
         output_dir=str(tmp_path / "out"),
         method=method,
-        num_subclasses=2,
-        ensemble_size=2,
-        per_device_train_batch_size=16,
-        num_train_epochs=2,
         learning_rate=3e-3,
         report_to="none",
         save_strategy="no",
         use_cpu=True,
         logging_steps=1,
         disable_tqdm=True,
+        **{**settings, **options},
     )
     model = embedding_student(8, ["class_0", "class_1", "class_2"], hidden_size=16)
-    source = _subclass_source(method, cache, args) if method in SUBCLASS_METHODS else None
+    source = _subclasses(cache, args)
     attach_training_modules(model, 3, args, source, cache.hidden_size)
     trainer = LELPTrainer(
         model=model,
         args=args,
-        teacher_cache=cache if method != "ce" else None,
+        teacher_cache=cache if args.uses_teacher else None,
         projections=source,
         train_dataset=train,
         data_collator=default_data_collator,
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer.train()
+    return trainer, before
+
+
+@pytest.mark.parametrize("method", registered_methods())
+def test_every_method_trains_from_the_cache_alone(method, tmp_path):
+    trainer, before = _train_from_cache(method, tmp_path)
+    model, spec = trainer.model, get_method(method)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(math.isfinite(loss) for loss in losses)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
     assert any("classifier" in k for k in changed)
-    if method == "fitnet":
+    if feature_regressor in spec.training_modules:  # fitnet
         assert any("lelp_feature_regressor" in k for k in changed)
-    if method in SUBCLASS_METHODS:
+    if spec.subclass_source is not None:
         assert any("lelp_subclass_head" in k for k in changed)
+
+
+def test_the_constants_are_the_registry_by_kind():
+    assert METHODS == BUILTIN_METHODS
+    assert SUBCLASS_METHODS == ("lelp", "pca", "no_rotation", "random", "random_ensemble", "kmeans", "oracle")
+    assert [m for m in METHODS if get_method(m).feature_loss is not None] == ["fitnet", "rkd", "pkt"]
+    assert [m for m in METHODS if not get_method(m).uses_teacher] == ["ce"]
+    assert [m for m in METHODS if get_method(m).needs_labels] == ["oracle", "ce"]
+
+
+def _method_choices():
+    from transformers import HfArgumentParser
+
+    action = next(a for a in HfArgumentParser(LELPConfig)._actions if a.dest == "method")
+    return tuple(action.choices), action.help
+
+
+def _kd_on_the_teacher_temperature_only(batch: LossInputs, args) -> torch.Tensor:
+    # A toy KD variant: the teacher is softened by τ, the student is not (and no τ² scaling).
+    return kd_loss(batch.class_logits * args.temperature, batch.teacher_logits, args.temperature, False)
+
+
+def test_a_method_registered_in_a_test_trains_and_is_a_cli_choice(tmp_path):
+    toy = Method(
+        name="toy_kd",
+        help="KD with the temperature on the teacher only",
+        loss=_kd_on_the_teacher_temperature_only,
+        search={"temperature": (2.0, 4.0)},
+    )
+    register_method(toy)
+    try:
+        choices, help_text = _method_choices()
+        assert "toy_kd" in choices and "'toy_kd': KD with the temperature on the teacher only" in help_text
+        with pytest.raises(ValueError, match="already registered"):
+            register_method(toy)
+        trainer, before = _train_from_cache("toy_kd", tmp_path, temperature=2.0)
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        assert losses and all(math.isfinite(loss) for loss in losses)
+        assert not any("lelp_" in k for k in before)  # no subclass head, no regressor: the entry lists none
+        assert get_method("toy_kd").search_grid({"learning_rate": 1e-3, "temperature": 1.0}) == [
+            {"learning_rate": 1e-3, "temperature": 2.0},
+            {"learning_rate": 1e-3, "temperature": 4.0},
+        ]
+    finally:
+        unregister_method("toy_kd")
+    assert "toy_kd" not in _method_choices()[0] and _method_choices()[0] == BUILTIN_METHODS
+    with pytest.raises(ValueError, match="--method must be one of"):
+        LELPConfig(output_dir=str(tmp_path), method="toy_kd", report_to="none", use_cpu=True)
+
+
+def test_the_readme_methods_table_lists_exactly_the_registered_methods():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("## Methods, baselines and ablations", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+    assert sorted(rows) == sorted(BUILTIN_METHODS) and len(rows) == len(set(rows))
+
+
+def test_search_grids_are_the_benchmarks():
+    # The staged grids of the benchmark before the registry (learning rate and τ of stage two come from KD's best).
+    lrs, taus, subclass = (1e-3, 3e-3), (1.0, 2.0, 4.0), [(s, b) for s in (2, 4, 8) for b in (0.5, 1.0, 2.0)]
+    assert get_method("ce").search_grid() == [{"learning_rate": lr} for lr in lrs]
+    assert get_method("kd").search_grid() == [{"learning_rate": lr, "temperature": t} for lr in lrs for t in taus]
+    anchor = {"learning_rate": 3e-3, "temperature": 2.0, "seed": 0}
+    base = {"learning_rate": 3e-3, "temperature": 2.0}
+    for name in ("fitnet", "rkd", "pkt"):
+        grid = get_method(name).search_grid(anchor, unlabelled=True)
+        assert grid == [{**base, "feature_loss_weight": w} for w in (0.1, 1.0, 10.0)]
+    for name in ("lelp", "pca", "no_rotation", "random", "kmeans"):
+        assert get_method(name).search_grid(anchor) == [
+            {**base, "num_subclasses": s, "subclass_temperature": b} for s, b in subclass
+        ]
+    ensemble = get_method("random_ensemble").search_grid(anchor, unlabelled=True)
+    assert ensemble == [
+        {**base, "grouping": "prediction", "ensemble_size": 4, "num_subclasses": s, "subclass_temperature": b}
+        for s, b in subclass
+    ]
+    assert get_method("oracle").search_grid(anchor) == [{**base, "subclass_temperature": 1.0}]
+    smoke = {"num_subclasses": (2,), "subclass_temperature": (1.0,), "ensemble_size": (2,)}
+    assert get_method("random_ensemble").search_grid(anchor, smoke) == [
+        {**base, "ensemble_size": 2, "num_subclasses": 2, "subclass_temperature": 1.0}
+    ]
+    with pytest.raises(ValueError, match="tuned from kd's best"):
+        get_method("lelp").search_grid()
+
+
+def test_a_random_ensemble_records_s_and_k_apart(tmp_path):
+    trainer, _ = _train_from_cache("random_ensemble", tmp_path, num_subclasses=2, ensemble_size=4, num_train_epochs=1)
+    source = trainer.projections
+    assert (source.num_subclasses, source.num_members, source.columns) == (2, 4, 8)
+    head = trainer.model.lelp_subclass_head
+    assert head.out_features == 3 * 2 * 4  # C·S·K
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "lelp_config.json").read_text())
+    assert (saved["num_subclasses"], saved["ensemble_size"]) == (2, 4)
+    static = {
+        "base_model": "mlp",
+        "student_num_layers": None,
+        "dataset": "synthetic",
+        "dataset_hub_id": None,
+        "dataset_description": "synthetic",
+        "label_names": ["class_0", "class_1", "class_2"],
+        "split_sizes": {"train": 96},
+        "teacher": "teacher",
+        "teacher_eval": None,
+        "eval_split": "test",
+        "max_length": 8,
+        "baselines": [],
+        "peft": False,
+        "auto_hparams": None,
+        "split_roles": None,
+    }
+    card = str(render_model_card(trainer_card_context(trainer, static, None)))
+    assert "S = 2 pseudo-subclasses per class in each of\n  K = 4 ensemble members (8 subclass logits" in card
+    # What the ablation really switched off is recorded, not the flag it overrides.
+    pca, _ = _train_from_cache("pca", tmp_path / "pca", num_train_epochs=1)
+    assert pca.lelp_metadata()["null_space"] is False and pca.lelp_metadata()["num_subclasses"] == 2
+    assert "ensemble_size" not in pca.lelp_metadata()
+
+
+def test_the_workflow_builds_each_source_as_its_entry_says(tmp_path):
+    import datasets
+
+    from hf_lelp.cli import ModelArguments
+    from hf_lelp.data import FINE_LABEL, TextClassificationData
+    from hf_lelp.workflow import build_subclasses
+
+    cache = synthetic_cache(tmp_path / "cache", n=60, d=16, c=3)
+    ids, labels = np.asarray(cache.example_ids), np.asarray(cache.labels)
+    rows = {
+        "example_id": ids,
+        "text": ["t"] * 60,
+        "label": labels,
+        FINE_LABEL: [f"{y}-{i % 2}" for i, y in enumerate(labels)],
+    }
+    train = datasets.Dataset.from_dict(rows).select(range(59, -1, -1))  # another order than the cache's: by id
+    data = TextClassificationData(datasets.DatasetDict(train=train), ["a", "b", "c"], "synthetic")
+    base = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, num_subclasses=2)
+    oracle = build_subclasses(cache, data, ModelArguments(), LELPConfig(method="oracle", **base))
+    assert oracle.fine_names == [["0-0", "0-1"], ["1-0", "1-1"], ["2-0", "2-1"]]
+    assert (oracle.num_subclasses, oracle.num_members, oracle.columns) == (2, 1, 2)
+    no_fine = TextClassificationData(
+        datasets.DatasetDict(train=train.remove_columns(FINE_LABEL)), ["a", "b", "c"], "x"
+    )
+    with pytest.raises(ValueError, match="needs known fine labels"):
+        build_subclasses(cache, no_fine, ModelArguments(), LELPConfig(method="oracle", **base))
+    # Projections are kept beside the cache and reused; k-means is fitted in place.
+    ensemble = LELPConfig(method="random_ensemble", ensemble_size=3, **base)
+    fitted = build_subclasses(cache, data, ModelArguments(), ensemble)
+    saved = [f for f in os.listdir(cache.path) if f.startswith("projections-S2-") and f.endswith(".safetensors")]
+    assert saved == ["projections-S2-label-null-rot-random3-seed0.safetensors"]
+    reused = build_subclasses(cache, data, ModelArguments(), ensemble)
+    torch.testing.assert_close(reused.components, fitted.components)
+    assert (reused.num_subclasses, reused.num_members, reused.columns) == (2, 3, 6)
+    kmeans = build_subclasses(cache, data, ModelArguments(), LELPConfig(method="kmeans", **base))
+    assert kmeans.centroids.shape == (3, 2, 16)
