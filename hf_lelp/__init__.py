@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache  # noqa: E402
+from .cache import CacheMismatchError, CorruptCacheError, TeacherCache  # noqa: E402
 from .config import LELPConfig  # noqa: E402
 from .data import (  # noqa: E402
     TextClassificationData,
@@ -15,6 +15,7 @@ from .metrics import build_compute_metrics  # noqa: E402
 from .modeling import attach_feature_regressor, attach_subclass_head, load_student  # noqa: E402
 from .projections import FitOptions, SubclassProjections, fit_projections, load_or_fit_projections  # noqa: E402
 from .subclasses import fit_kmeans_subclasses, oracle_subclasses  # noqa: E402
+from .teacher_pass import build_teacher_cache  # noqa: E402
 from .trainer import LELPTrainer  # noqa: E402
 from .transfer import carve_validation, with_transfer_data  # noqa: E402
 

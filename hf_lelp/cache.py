@@ -1,4 +1,4 @@
-"""The teacher pass: one run of the teacher over the transfer set, stored per example id, read memory-mapped.
+"""The teacher cache: its format on disk, the reader that opens it, fingerprints, and writing a finished cache.
 
 Layout of a finished cache folder (`meta.json` is written last and marks it complete):
     example_ids.npy  int64 [N]       sorted, unique
@@ -7,16 +7,15 @@ Layout of a finished cache folder (`meta.json` is written last and marks it comp
     labels.npy       int64 [N]       ground truth, -1 when unlabelled
     head.safetensors weight [C, D], bias [C] of the output layer
     meta.json        fingerprint, shapes, sha256 of every file
-While the pass runs, each process writes fixed shards of rows into `shards/` (atomically, each with a checksum),
-so a rerun after an interruption skips finished shards; the main process then merges them.
+Before the merge, rows lie in fixed shards under `shards/` (written atomically, each with a checksum): the teacher
+pass (hf_lelp.teacher_pass) writes them so that a rerun after an interruption skips finished ones, and
+`_merge_shards` turns them into the arrays above.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import logging
-import math
 import os
 import shutil
 import tempfile
@@ -26,11 +25,9 @@ import datasets
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from . import __version__
-from .data import EXAMPLE_ID, LABEL, TEXT, as_text_classification_split, dataset_fingerprint
-from .heads import capture_layer_input, find_output_layer
+from .data import dataset_fingerprint
 from .io_utils import (
     is_no_space,
     no_space_error,
@@ -40,8 +37,6 @@ from .io_utils import (
     write_atomic,
     write_json_atomic,
 )
-
-logger = logging.getLogger(__name__)
 
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Fields that must agree between a cache and the run that wants to use it. teacher_sha256 covers the whole teacher;
@@ -284,184 +279,15 @@ def _shard_is_valid(shard_dir: str, index: int, rows: int) -> bool:
     return info.get("rows") == rows and info.get("sha256") == sha256_file(data_path)
 
 
-def _encode(tokenizer, texts, max_length, device) -> dict[str, torch.Tensor]:
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    return {k: v.to(device) for k, v in encoded.items()}
-
-
 def _to_storage(hidden: torch.Tensor, dtype: str) -> torch.Tensor:
     return hidden.to(CACHE_DTYPES[dtype]).cpu().contiguous()
 
 
-def _check_finite(h: torch.Tensor, logits: torch.Tensor, example_ids: list) -> None:
-    """Raise FloatingPointError naming the examples whose captured h or logits hold NaN/Inf."""
-    bad = ~(torch.isfinite(h).all(dim=1) & torch.isfinite(logits).all(dim=1))
-    if not bad.any():
-        return
-    ids = [example_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
-    cause = " (all of them: the teacher's weights are likely not finite)" if len(ids) > 1 and bad.all() else ""
-    raise FloatingPointError(
-        f"The teacher produced NaN/Inf for example ids {ids[:20]}{cause}: its outputs are not finite. Check those "
-        "texts and the teacher checkpoint for NaN/Inf weights, and run the teacher pass without --bf16/--fp16 (half "
-        "precision can overflow)."
-    )
-
-
-@torch.no_grad()
-def _run_shard(
-    teacher, head, tokenizer, rows: datasets.Dataset, max_length, batch_size, device, autocast, dtype, progress
-) -> dict[str, torch.Tensor]:
-    hidden, logits = [], []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        encoded = _encode(tokenizer, batch[TEXT], max_length, device)
-        with capture_layer_input(head) as captured, autocast():
-            out = teacher(**encoded).logits
-        h = captured["input"].float()
-        logits_batch = out.float()
-        _check_finite(h, logits_batch, batch[EXAMPLE_ID])
-        hidden.append(_to_storage(h, dtype))
-        logits.append(logits_batch.cpu())
-        progress.update(len(batch[TEXT]))
-    return {
-        "example_id": torch.tensor(rows[EXAMPLE_ID], dtype=torch.int64),
-        "hidden": torch.cat(hidden),
-        "logits": torch.cat(logits),
-        "labels": torch.tensor(rows[LABEL], dtype=torch.int64),
-    }
-
-
-def _check_output_layer(teacher, head, tokenizer, split, max_length, device, autocast) -> None:
-    """Prove on a few examples that logits = W h + b, i.e. that the hooked layer really is the output layer."""
-    sample = split.select(range(min(4, len(split))))
-    encoded = _encode(tokenizer, sample[TEXT], max_length, device)
-    with torch.no_grad(), capture_layer_input(head) as captured, autocast():
-        logits = teacher(**encoded).logits.float()
-    h = captured["input"].float()
-    # Before the tolerance below: from NaN logits it would be NaN, and torch.allclose fails on that obscurely.
-    _check_finite(h, logits, sample[EXAMPLE_ID])
-    recomputed = h @ head.weight.float().T
-    if head.bias is not None:
-        recomputed = recomputed + head.bias.float()
-    tolerance = 1e-3 + 2e-2 * float(logits.abs().max())  # generous enough for bf16/fp16 autocast
-    if not torch.allclose(recomputed, logits, atol=tolerance):
-        raise ValueError(
-            "The teacher's logits are not W·h + b of the detected output layer (a head with a non-linearity after "
-            "its last linear layer?). Pass --teacher_head_module naming the final nn.Linear."
-        )
-
-
-def build_teacher_cache(
-    teacher,
-    tokenizer,
-    split: datasets.Dataset,
-    cache_dir: str,
-    *,
-    label_names: list[str],
-    max_length: int = 128,
-    batch_size: int = 64,
-    dtype: str = "float32",
-    shard_size: int = 8192,
-    teacher_name: str | None = None,
-    dataset_name: str = "dataset",
-    head_module: str | None = None,
-    accelerator=None,
-    text_column: str = TEXT,
-    label_column: str | None = LABEL,
-) -> TeacherCache:
-    """Run the teacher once over `split` (data-parallel under `accelerate launch`) and return the opened cache.
-
-    `split` is a loaded split (example_id/text/label) or any Dataset with `text_column` (and `label_column`, None
-    for unlabelled text): that one is converted by `as_text_classification_split`, ids being row positions if it
-    has none. An existing finished cache is reused when its fingerprint matches and refused (CacheMismatchError)
-    otherwise; finished shards of an interrupted pass are reused.
-    """
-    from accelerate import Accelerator
-
-    if dtype not in CACHE_DTYPES:
-        raise ValueError(f"Cache dtype '{dtype}' is not one of {sorted(CACHE_DTYPES)}.")
-    label_feature = split.features.get(LABEL)
-    if (
-        (text_column, label_column) != (TEXT, LABEL)
-        or not {EXAMPLE_ID, TEXT, LABEL} <= set(split.column_names)
-        or getattr(label_feature, "dtype", None) in ("string", "large_string")
-    ):  # a user's Dataset: other columns, no ids or label names; a loaded split is used as it is (same fingerprint)
-        split = as_text_classification_split(split, text_column, label_column, label_names)
-    ids = np.asarray(split[EXAMPLE_ID], dtype=np.int64)
-    unique_ids, counts = np.unique(ids, return_counts=True)
-    if np.any(counts > 1):
-        duplicated = unique_ids[counts > 1]
-        raise ValueError(f"Duplicate example ids in the transfer set: {duplicated[:10].tolist()}. Ids must be unique.")
-    accelerator = accelerator or Accelerator()
-    head_name, head = find_output_layer(teacher, len(label_names), head_module)
-    expected = make_fingerprint(
-        teacher_name or getattr(teacher, "name_or_path", "teacher"),
-        head,
-        dataset_name,
-        split,
-        max_length,
-        label_names,
-        dtype,
-        teacher,
-    )
-    # Recorded, not compared: a cache from a float32 pass is fine for a bf16 run and the other way round.
-    expected["teacher_autocast"] = str(accelerator.mixed_precision)
-    if os.path.isfile(os.path.join(cache_dir, "meta.json")):
-        cache = TeacherCache.open(cache_dir)
-        check_fingerprint(cache.fingerprint, expected, "teacher cache", cache_dir)
-        return cache
-
-    shard_dir = os.path.join(cache_dir, "shards")
-    progress_path = os.path.join(shard_dir, "fingerprint.json")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if os.path.isfile(progress_path):
-            check_fingerprint(read_json(progress_path), expected, "interrupted teacher pass", shard_dir)
-        else:
-            write_json_atomic(progress_path, expected)
-    accelerator.wait_for_everyone()
-
-    teacher = teacher.to(accelerator.device).eval()
-    _check_output_layer(teacher, head, tokenizer, split, max_length, accelerator.device, accelerator.autocast)
-    num_shards = math.ceil(len(split) / shard_size)
-    mine = [k for k in range(num_shards) if k % accelerator.num_processes == accelerator.process_index]
-    todo = [k for k in mine if not _shard_is_valid(shard_dir, k, min(shard_size, len(split) - k * shard_size))]
-    if accelerator.is_main_process:
-        logger.info(
-            "Teacher pass: %d shards of %d rows, %d on this process, %d of them already finished.",
-            num_shards,
-            shard_size,
-            len(mine),
-            len(mine) - len(todo),
-        )
-    progress = tqdm(
-        total=sum(min(shard_size, len(split) - k * shard_size) for k in todo),
-        desc=f"Teacher pass ({head_name})",
-        disable=not accelerator.is_local_main_process,
-    )
-    for k in todo:
-        rows = split.select(range(k * shard_size, min((k + 1) * shard_size, len(split))))
-        tensors = _run_shard(
-            teacher,
-            head,
-            tokenizer,
-            rows,
-            max_length,
-            batch_size,
-            accelerator.device,
-            accelerator.autocast,
-            dtype,
-            progress,
-        )
-        data_path, info_path = _shard_paths(shard_dir, k)
-        write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
-        write_json_atomic(info_path, {"rows": len(rows), "sha256": sha256_file(data_path)})
-    progress.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _merge_shards(shard_dir, num_shards, cache_dir, expected, head, head_name, len(split), shard_size)
-    accelerator.wait_for_everyone()
-    return TeacherCache.open(cache_dir)
+def _write_shard(shard_dir: str, index: int, tensors: dict[str, torch.Tensor]) -> None:
+    """Shard `index` (example_id, hidden, logits, labels), then its row count and checksum (see _shard_is_valid)."""
+    data_path, info_path = _shard_paths(shard_dir, index)
+    write_atomic(data_path, lambda p: save_file(tensors, p))
+    write_json_atomic(info_path, {"rows": len(tensors["example_id"]), "sha256": sha256_file(data_path)})
 
 
 def write_cache(
@@ -511,9 +337,7 @@ def write_cache_chunks(
             "logits": logits.float().contiguous(),
             "labels": labels.long().contiguous(),
         }
-        data_path, info_path = _shard_paths(shard_dir, k)
-        write_atomic(data_path, lambda p, t=tensors: save_file(t, p))
-        write_json_atomic(info_path, {"rows": len(ids), "sha256": sha256_file(data_path)})
+        _write_shard(shard_dir, k, tensors)
         n, num_shards = n + len(ids), k + 1
     _merge_shards(
         shard_dir, num_shards, cache_dir, dict(fingerprint, num_examples=n), head, "classifier", n, shard_size
@@ -627,3 +451,12 @@ def _merge_shards(shard_dir, num_shards, cache_dir, fingerprint, head, head_name
         },
     )
     shutil.rmtree(shard_dir)
+
+
+def __getattr__(name: str):
+    # build_teacher_cache moved to hf_lelp.teacher_pass, which imports this module: resolved lazily, no import cycle.
+    if name == "build_teacher_cache":
+        from .teacher_pass import build_teacher_cache
+
+        return build_teacher_cache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -95,10 +95,10 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
     }
 
 
-def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
-    """Static context + the trainer's options + the freshest metrics (final results, else the last evaluation)."""
-    args = trainer.args
-    meta = trainer.lelp_metadata()
+def run_card_context(static: dict, args, meta: dict, log_history: list[dict], global_step: int, results, citation):
+    """Static context + the run's options + the freshest metrics (final results, else the last evaluation).
+
+    A pure function of values: the card knows nothing of the trainer, which passes what the card shows."""
     split = static["eval_split"]
     metrics = {}
     if results:
@@ -111,7 +111,7 @@ def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
             "metrics_from": f"final evaluation on `{split}`",
         }
     else:
-        evals = [log for log in trainer.state.log_history if "eval_accuracy" in log]
+        evals = [log for log in log_history if "eval_accuracy" in log]
         if evals:
             metrics = {
                 "accuracy": evals[-1]["eval_accuracy"],
@@ -127,7 +127,7 @@ def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
         "export_reloaded_with": metrics.get("export_reloaded_with"),
         "trainer_accuracy": metrics.get("trainer_accuracy"),
         "metrics_from": metrics.get("metrics_from", "no evaluation yet"),
-        "global_step": trainer.state.global_step,
+        "global_step": global_step,
         "meta": meta,
         "training": {
             "learning_rate": args.learning_rate,
@@ -137,7 +137,7 @@ def trainer_card_context(trainer, static: dict, results: dict | None) -> dict:
             "max_length": static["max_length"],
         },
         "fingerprint": meta.get("cache_fingerprint"),
-        "citation": trainer._paper["citation"],
+        "citation": citation,
     }
 
 

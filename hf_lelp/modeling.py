@@ -234,20 +234,10 @@ def split_auxiliary(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict[str
     return base, {name: weights for name, weights in auxiliary.items() if weights}
 
 
-def split_subclass_head(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """(weights of the plain C-class model, weights of the subclass head) from a full state dict."""
-    base, auxiliary = split_auxiliary(state_dict)
-    return base, auxiliary.get(SUBCLASS_HEAD, {})
-
-
 def save_auxiliary(auxiliary: dict[str, dict[str, torch.Tensor]], output_dir: str) -> None:
     for name, weights in auxiliary.items():
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         write_atomic(os.path.join(output_dir, AUXILIARY_FILES[name]), lambda p, t=tensors: save_file(t, p))
-
-
-def save_subclass_head(head_state: dict[str, torch.Tensor], output_dir: str) -> None:
-    save_auxiliary({SUBCLASS_HEAD: head_state}, output_dir)
 
 
 def load_auxiliary(model: nn.Module, checkpoint_dir: str) -> list[str]:
@@ -259,11 +249,6 @@ def load_auxiliary(model: nn.Module, checkpoint_dir: str) -> list[str]:
             module.load_state_dict({k: v.to(module.weight.device) for k, v in load_file(path).items()})
             restored.append(name)
     return restored
-
-
-def load_subclass_head(model: nn.Module, checkpoint_dir: str) -> bool:
-    """Restore the subclass head saved beside a checkpoint; False when the model or checkpoint has none."""
-    return SUBCLASS_HEAD in load_auxiliary(model, checkpoint_dir)
 
 
 def apply_lora(

@@ -16,7 +16,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveS
 from transformers.utils.hub import PushInProgress
 
 from .cache import TeacherCache
-from .card import trainer_card_context, write_model_card
+from .callbacks import CheckpointFinisher
+from .card import run_card_context, write_model_card
 from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
@@ -41,7 +42,7 @@ from .publish import (
     scan,
     stage,
 )
-from .resume import check_resumable, last_complete_checkpoint, mark_complete, run_fingerprint
+from .resume import check_resumable, last_complete_checkpoint, run_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,13 @@ class LELPTrainer(Trainer):
         self.final_results: dict | None = None
         self.num_labels = teacher_cache.num_labels if teacher_cache else model.config.num_labels
         super().__init__(model=model, args=args, **kwargs)
+        self.checkpoint_finisher = CheckpointFinisher(self)
+        self.add_callback(self.checkpoint_finisher)
         # Older transformers (< 5.19) only know this switch: a per-batch-mean loss is not pre-scaled for GA.
         self.model_accepts_loss_kwargs = False
 
+    # Private override (checked against transformers 5.17-5.24): `remove_unused_columns` keeps only the model's
+    # forward arguments; the loss needs `example_id` too, and turning the user's flag off would be worse.
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if EXAMPLE_ID not in self._signature_columns:
@@ -161,6 +166,8 @@ class LELPTrainer(Trainer):
             inputs = {k: v for k, v in inputs.items() if k != EXAMPLE_ID}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
+    # Private override (checked against transformers 5.17-5.24): the weights must leave out the training-only
+    # modules before they are written, and no public hook sees the state dict of both save_model and checkpoints.
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
@@ -185,8 +192,6 @@ class LELPTrainer(Trainer):
             pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
             if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
                 os.remove(pickled)
-            if self.card_context is not None:
-                self.write_card(output_dir)
 
     def _keeps_pickled_args(self, output_dir: str) -> bool:
         # Local checkpoint folders keep the Trainer's own files untouched (they are never uploaded as they are).
@@ -194,7 +199,16 @@ class LELPTrainer(Trainer):
 
     def write_card(self, output_dir: str) -> None:
         """README.md model card (from model_cards/) with the freshest metrics; at every save and push."""
-        write_model_card(output_dir, trainer_card_context(self, self.card_context, self.final_results))
+        context = run_card_context(
+            self.card_context,
+            self.args,
+            self.lelp_metadata(),
+            self.state.log_history,
+            self.state.global_step,
+            self.final_results,
+            self._paper["citation"],
+        )
+        write_model_card(output_dir, context)
 
     def create_model_card(self, *args, **kwargs):
         # Trainer.push_to_hub calls this; our card replaces the generic Trainer card.
@@ -236,7 +250,9 @@ class LELPTrainer(Trainer):
             message = f"Training in progress, step {self.state.global_step}"
         else:
             message = f"Training in progress, epoch {int(self.state.epoch)}"
-        # The checkpoint folder holds the model, tokenizer, card and side files of this step: publish from it.
+        # The checkpoint folder holds the model, tokenizer and side files of this step; the Trainer pushes before
+        # its on_save callbacks run, so the card and completion marker are finished here first.
+        self.checkpoint_finisher.finish(checkpoint_folder)
         jobs = [self._upload(checkpoint_folder, message, blocking=False)]
         if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None
@@ -322,25 +338,11 @@ class LELPTrainer(Trainer):
             len(self.train_dataset) if self.train_dataset is not None else 0,
         )
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        # The Trainer writes a checkpoint file by file; a kill in between leaves a folder that looks complete
-        # but misses e.g. optimizer.pt (then silently skipped on resume). This marker, written last, says it isn't.
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.args.should_save and os.path.isdir(folder):
-            mark_complete(folder, self.state.global_step, self.run_fingerprint())
-
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:
             check_resumable(resume_from_checkpoint, self.run_fingerprint())
+            # The Trainer restores the model's own weights; the training-only modules come from their side files.
+            load_auxiliary(self.model, resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
-        load_auxiliary(model if model is not None else self.model, resume_from_checkpoint)
-
-    def _load_best_model(self):
-        super()._load_best_model()
-        load_auxiliary(self.model, self.state.best_model_checkpoint)

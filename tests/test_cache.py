@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import MPNetConfig, MPNetForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
-import hf_lelp.cache as cache_module
 from conftest import VOCAB, make_split, tiny_bert
+from hf_lelp import teacher_pass
 from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, sha256_state_dict
 
 
@@ -90,7 +90,7 @@ def test_existing_cache_is_reused_and_a_mismatch_is_refused_naming_both_sides(to
 def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp_path, monkeypatch):
     split, teacher = make_split(200), tiny_bert(2)
     reference = build(teacher, tokenizer, split, tmp_path / "reference")
-    real_run_shard = cache_module._run_shard
+    real_run_shard = teacher_pass._run_shard
     calls = []
 
     def failing_run_shard(*args, **kwargs):
@@ -99,7 +99,7 @@ def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp
             raise KeyboardInterrupt("killed mid-pass")
         return real_run_shard(*args, **kwargs)
 
-    monkeypatch.setattr(cache_module, "_run_shard", failing_run_shard)
+    monkeypatch.setattr(teacher_pass, "_run_shard", failing_run_shard)
     with pytest.raises(KeyboardInterrupt):
         build(teacher, tokenizer, split, tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match="interrupted teacher pass"):
@@ -115,13 +115,13 @@ def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp
 def test_corrupt_shard_is_recomputed_and_corrupt_cache_is_refused(tokenizer, tmp_path, monkeypatch):
     split, teacher = make_split(200), tiny_bert(2)
     reference = build(teacher, tokenizer, split, tmp_path / "reference")
-    real_merge = cache_module._merge_shards
-    monkeypatch.setattr(cache_module, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    real_merge = teacher_pass._merge_shards
+    monkeypatch.setattr(teacher_pass, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
     with pytest.raises(SystemExit):
         build(teacher, tokenizer, split, tmp_path / "cache")
     shard = tmp_path / "cache" / "shards" / "shard-00001.safetensors"
     shard.write_bytes(shard.read_bytes()[:-40])  # truncated
-    monkeypatch.setattr(cache_module, "_merge_shards", real_merge)
+    monkeypatch.setattr(teacher_pass, "_merge_shards", real_merge)
     resumed = build(teacher, tokenizer, split, tmp_path / "cache")
     assert np.array_equal(resumed.hidden, reference.hidden)
     hidden_file = tmp_path / "cache" / "hidden.npy"
@@ -178,7 +178,7 @@ def test_a_teacher_with_other_encoder_weights_but_the_same_head_is_refused(token
         build(retrained, tokenizer, split, tmp_path / "cache")
     assert "teacher_head_sha256" not in str(info.value)
     # The same for the fingerprint of an interrupted pass (shards/fingerprint.json).
-    monkeypatch.setattr(cache_module, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    monkeypatch.setattr(teacher_pass, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
     with pytest.raises(SystemExit):
         build(teacher, tokenizer, split, tmp_path / "partial")
     monkeypatch.undo()

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 import hf_lelp.cache as cache_module
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
+from hf_lelp import teacher_pass
 from hf_lelp.cache import build_teacher_cache
 
 PAGE = 4096  # tmpfs allocates whole pages
@@ -149,7 +150,7 @@ def test_full_disk_while_merging_the_cache_is_a_clear_error_and_a_rerun_resumes(
     def no_teacher_forward(*args, **kwargs):
         raise AssertionError("a finished shard was recomputed")
 
-    monkeypatch.setattr(cache_module, "_run_shard", no_teacher_forward)
+    monkeypatch.setattr(teacher_pass, "_run_shard", no_teacher_forward)
     cache = build_teacher_cache(tiny_bert(2, hidden=D), make_tokenizer(), make_split(N), str(copied_cache), **OPTIONS)
     hidden_rows, logits = cache.lookup(np.arange(N))
     torch.testing.assert_close(hidden_rows @ cache.weight.T + cache.bias, logits, atol=1e-5, rtol=1e-5)

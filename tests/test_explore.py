@@ -335,6 +335,19 @@ def test_report_renders_in_headless_chromium(planted):
     assert not [attrs for tag, attrs in dom.elements if attrs.get("class") == "injected"], "a text became markup"
 
 
+def test_a_script_in_a_text_stays_text(planted, tmp_path):
+    # The template autoescapes: texts (raw data) may hold markup, quotes and entities.
+    texts = [f"{text} <script>alert(\"{i}\")</script> 'quoted' &lt;" for i, text in enumerate(planted["texts"])]
+    report = write_report(planted["cache"], planted["projections"], texts, str(tmp_path), top_k=2)
+    page = Path(report).read_text(encoding="utf-8")
+    assert "<script" not in page and "&lt;script&gt;alert(" in page
+    dom = Dom(page)
+    assert not [tag for tag, _ in dom.elements if tag in ("script", "i")]
+    for c, entry in enumerate(planted["summary"]["classes"]):
+        for s, sub in enumerate(entry["subclasses"]):
+            assert dom.texts[f"class-{c}-subclass-{s}"] == [texts[t["example_id"]] for t in sub["top"][:2]]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The recipe
 # ---------------------------------------------------------------------------------------------------------------

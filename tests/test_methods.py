@@ -14,7 +14,6 @@ from transformers import default_data_collator
 from benchmarks.harness.embedding_student import embedding_student
 from conftest import ROOT, synthetic_cache
 from hf_lelp import LELPConfig, LELPTrainer
-from hf_lelp.card import render_model_card, trainer_card_context
 from hf_lelp.config import METHODS, SUBCLASS_METHODS
 from hf_lelp.losses import (
     fitnet_loss,
@@ -348,7 +347,9 @@ def test_a_random_ensemble_records_s_and_k_apart(tmp_path):
         "auto_hparams": None,
         "split_roles": None,
     }
-    card = str(render_model_card(trainer_card_context(trainer, static, None)))
+    trainer.card_context = static
+    trainer.write_card(str(tmp_path))
+    card = (tmp_path / "README.md").read_text()
     assert "S = 2 pseudo-subclasses per class in each of\n  K = 4 ensemble members (8 subclass logits" in card
     # What the ablation really switched off is recorded, not the flag it overrides.
     pca, _ = _train_from_cache("pca", tmp_path / "pca", num_train_epochs=1)
