@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
 
 from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
+from benchmarks.harness.search import PAPER_METHOD  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
 from hf_lelp.projections import FitOptions, fit_projections  # noqa: E402
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         with open(result_path, encoding="utf-8") as handle:
             result = json.load(handle)
-        lelp = [r for r in result["runs"] if r["method"] == "lelp"]
+        lelp = [r for r in result["runs"] if r["method"] == PAPER_METHOD]
         if not lelp:
             continue
         row = diagnose(folder, lelp[0]["hparams"]["num_subclasses"])

@@ -3,8 +3,9 @@
 of one dataset (same train/test split and teacher as the MLP track).
 
 Hyperparameters are not searched here (each run takes minutes): learning rate, epochs and batch are the demo's
-(recipes/configs/distill_rotten_tomatoes.yaml); τ, S and β are the values the MLP track chose on validation for the
-same dataset (benchmarks/results/<dataset>.json). Writes benchmarks/results/<dataset>_transformer_student.json.
+(recipes/configs/distill_rotten_tomatoes.yaml); a method's other knobs (τ, S and β for LELP) are the values the MLP
+track chose on validation for the same dataset (benchmarks/results/<dataset>.json). Writes
+benchmarks/results/<dataset>_transformer_student.json.
 
     python benchmarks/transformer_track.py --dataset rotten_tomatoes
 """
@@ -26,20 +27,34 @@ from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
 from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
 from hf_lelp.config import LELPConfig  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.methods import get_method, registered_methods  # noqa: E402
 from hf_lelp.workflow import run_distillation  # noqa: E402
+
+# The demo config's training settings (recipes/configs/distill_rotten_tomatoes.yaml), for every method.
+DEMO_SETTINGS = {"learning_rate": 3e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32}
+
+
+def mlp_choice(method: str, chosen: dict[str, dict], results_file: str) -> dict:
+    """The knobs of `method` the MLP track chose on validation (its learning rate aside: the demo's is used here)."""
+    if method not in chosen:
+        if set(get_method(method).search) <= set(DEMO_SETTINGS):
+            return {}  # nothing of its own to take (CE)
+        raise ValueError(f"{results_file} has no {method} run: run the MLP track with --methods {method} first.")
+    return {k: v for k, v in chosen[method].items() if k not in DEMO_SETTINGS}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="rotten_tomatoes")
-    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp"])
+    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp"], choices=registered_methods())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--work_dir", default="runs/benchmark")
     parser.add_argument("--results_dir", default="benchmarks/results")
     args = parser.parse_args(argv)
     folder = os.path.join(args.work_dir, args.dataset)
     prepared = asdict(PreparedDataset.load(folder))
-    with open(os.path.join(args.results_dir, f"{args.dataset}.json"), encoding="utf-8") as handle:
+    results_file = os.path.join(args.results_dir, f"{args.dataset}.json")
+    with open(results_file, encoding="utf-8") as handle:
         mlp = json.load(handle)
     chosen = {}
     for run in mlp["runs"]:
@@ -47,12 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for method in args.methods:
         for seed in args.seeds:
-            hparams = {"learning_rate": 3e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32}
-            if method != "ce":
-                hparams["temperature"] = chosen["kd"]["temperature"]
-            if method == "lelp":
-                hparams["num_subclasses"] = chosen["lelp"]["num_subclasses"]
-                hparams["subclass_temperature"] = chosen["lelp"]["subclass_temperature"]
+            hparams = {**DEMO_SETTINGS, **mlp_choice(method, chosen, results_file)}
             data_args = DataArguments(
                 dataset=f"{args.dataset}-benchmark",
                 train_file=os.path.join(folder, "data", "train.jsonl"),

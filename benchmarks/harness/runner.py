@@ -9,17 +9,16 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
 from multiprocessing import get_context
 
 from hf_lelp.io_utils import write_json_atomic
+from hf_lelp.methods import get_method
 
 from .machine import machine_info
 from .prepare import PreparedDataset
-from .search import SearchSpace, select
+from .search import AUTO_KNOBS, PAPER_METHOD, SearchSpace, needs_fine_labels, search_order, select
 
 logger = logging.getLogger(__name__)
-STAGE_ONE = ("ce", "kd")
 WORKER_THREADS = 1
 
 
@@ -66,21 +65,22 @@ def benchmark_dataset(
     folder, start = prepared.folder, time.time()
     selection_seed = seeds[0]
     trials: list[dict] = []
-    first = [m for m in STAGE_ONE if m in methods or (m == "kd" and set(methods) - set(STAGE_ONE))]
-    trials += pool.run([(folder, m, h, selection_seed, "validation") for m in first for h in space.stage_one_grid(m)])
-    chosen = {m: select([t for t in trials if t["method"] == m])["hparams"] for m in first}
-    later = [m for m in methods if m not in STAGE_ONE]
-    if later:
-        oracle_ok = prepared.fine_labels("train") is not None
-        later = [m for m in later if m != "oracle" or oracle_ok]
-        trials += pool.run(
-            [
-                (folder, m, h, selection_seed, "validation")
-                for m in later
-                for h in space.stage_two_grid(m, chosen["kd"], unlabelled)
-            ]
-        )
-        chosen.update({m: select([t for t in trials if t["method"] == m])["hparams"] for m in later})
+    if prepared.fine_labels("train") is None:
+        skipped = [m for m in methods if needs_fine_labels(m)]
+        if skipped:
+            logger.warning("%s has no fine labels: skipping %s.", prepared.name, ", ".join(skipped))
+        methods = [m for m in methods if m not in skipped]
+    chosen: dict[str, dict] = {}
+    # In waves: a method's grid starts from the chosen configuration of the method it is tuned after (KD's
+    # learning rate and τ for every built-in teacher method but KD); the anchors run even when not asked for.
+    for wave in search_order(methods):
+        jobs = []
+        for m in wave:
+            after = get_method(m).search_after
+            grid = space.grid(m, chosen[after] if after is not None else None, unlabelled)
+            jobs += [(folder, m, h, selection_seed, "validation") for h in grid]
+        trials += pool.run(jobs)
+        chosen.update({m: select([t for t in trials if t["method"] == m])["hparams"] for m in wave})
     final = [m for m in methods if m in chosen]
     runs = pool.run([(folder, m, chosen[m], seed, "test") for m in final for seed in seeds])
     result = {
@@ -102,11 +102,11 @@ def benchmark_dataset(
         "selection": {"split": "validation", "seed": selection_seed, "trials": [_run_row(t) for t in trials]},
         "command": command,
         "prepare_options": prepared.options,
-        "search_space": asdict(space),
+        "search_space": space.record(list(chosen)),
         "machine": {**machine_info(), "student_processes": pool.workers, "threads_per_student": WORKER_THREADS},
     }
-    if sweeps and "lelp" in chosen:
-        result["sweeps"] = sweep(prepared, chosen["lelp"], seeds, pool, space)
+    if sweeps and PAPER_METHOD in chosen:
+        result["sweeps"] = sweep(prepared, chosen[PAPER_METHOD], seeds, pool, space)
     result["wall_seconds"] = time.time() - start
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     write_json_atomic(output_path, result)
@@ -118,7 +118,7 @@ def sweep(prepared: PreparedDataset, chosen: dict, seeds: list[int], pool: Pool,
     grids, result = {"num_subclasses": space.s_sweep, "subclass_temperature": space.beta_sweep}, {}
     for key, values in grids.items():
         jobs = [
-            (prepared.folder, "lelp", {**chosen, key: value}, seed, split)
+            (prepared.folder, PAPER_METHOD, {**chosen, key: value}, seed, split)
             for value in values
             for seed in seeds
             for split in ("validation", "test")
@@ -143,19 +143,18 @@ def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool
     from .students import STUDENT_DEFAULTS
 
     folder, seed = prepared.folder, result["selection"]["seed"]
-    full_trials = [t for t in result["selection"]["trials"] if t["method"] == "lelp"]
+    full_trials = [t for t in result["selection"]["trials"] if t["method"] == PAPER_METHOD]
     full_choice = select([{**t, "split": "validation"} for t in full_trials])["hparams"]
-    anchor = {k: v for k, v in full_choice.items() if k not in ("num_subclasses", "subclass_temperature")}
+    anchor = {k: v for k, v in full_choice.items() if k not in AUTO_KNOBS}
     full_epochs = STUDENT_DEFAULTS["num_train_epochs"]
     epochs = full_epochs / 8  # round one: 1/8 of the full budget; round two: 1/4
-    candidates = [
-        {"num_subclasses": s, "subclass_temperature": b}
-        for s in space.subclass_counts
-        for b in space.subclass_temperatures
-    ]
+    # The full search's (S, β) candidates, in its order.
+    grid = space.grid(PAPER_METHOD, full_choice)
+    candidates = list({tuple(h[k] for k in AUTO_KNOBS): {k: h[k] for k in AUTO_KNOBS} for h in grid}.values())
 
     def evaluate(candidate: dict, budget: float) -> dict:
-        row = pool.run([(folder, "lelp", {**anchor, **candidate, "num_train_epochs": budget}, seed, "validation")])[0]
+        hparams = {**anchor, **candidate, "num_train_epochs": budget}
+        row = pool.run([(folder, PAPER_METHOD, hparams, seed, "validation")])[0]
         return {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}
 
     start = time.time()
@@ -167,14 +166,14 @@ def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool
         return next((t["accuracy"] for t in full_trials if t["hparams"] == hparams), None)
 
     def test_runs(hparams: dict) -> list[dict]:
-        existing = [r for r in result["runs"] if r["method"] == "lelp" and r["hparams"] == hparams]
+        existing = [r for r in result["runs"] if r["method"] == PAPER_METHOD and r["hparams"] == hparams]
         if existing:
             return existing
-        return [_run_row(r) for r in pool.run([(folder, "lelp", hparams, s, "test") for s in seeds])]
+        return [_run_row(r) for r in pool.run([(folder, PAPER_METHOD, hparams, s, "test") for s in seeds])]
 
     return {
         "auto_choice": auto.chosen,
-        "full_search_choice": {k: full_choice[k] for k in ("num_subclasses", "subclass_temperature")},
+        "full_search_choice": {k: full_choice[k] for k in AUTO_KNOBS},
         "auto_validation_at_full_budget": full_budget_validation(auto_hparams),
         "full_search_best_validation": full_budget_validation(full_choice),
         "auto_test": test_runs(auto_hparams),

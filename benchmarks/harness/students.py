@@ -13,11 +13,10 @@ import numpy as np
 from transformers import default_data_collator, set_seed
 
 from hf_lelp import TeacherCache
-from hf_lelp.config import SUBCLASS_METHODS, LELPConfig
+from hf_lelp.config import LELPConfig
 from hf_lelp.data import EXAMPLE_ID
+from hf_lelp.methods import SubclassInputs, get_method
 from hf_lelp.metrics import build_compute_metrics
-from hf_lelp.projections import fit_projections
-from hf_lelp.subclasses import fit_kmeans_subclasses, oracle_subclasses
 from hf_lelp.trainer import LELPTrainer
 from hf_lelp.workflow import attach_training_modules
 
@@ -33,16 +32,9 @@ STUDENT_DEFAULTS = {
     "per_device_train_batch_size": 64,
     "weight_decay": 0.01,
 }
-TRAINING_KEYS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay")
-CONFIG_KEYS = (
-    "temperature",
-    "subclass_temperature",
-    "num_subclasses",
-    "feature_loss_weight",
-    "ensemble_size",
-    "grouping",
-    "hard_label_weight",
-)
+# Settings of the student model itself; every other setting (the defaults above and a method's searched knobs, as
+# its registry grid names them) is a LELPConfig field.
+MODEL_KEYS = ("hidden_size", "dropout")
 
 
 @functools.lru_cache(maxsize=4)
@@ -64,15 +56,19 @@ def _cache(folder: str) -> TeacherCache:
     return _prepared(folder).open_cache()
 
 
-def subclass_source(method: str, cache: TeacherCache, args: LELPConfig, prepared: PreparedDataset):
-    if method == "kmeans":
-        return fit_kmeans_subclasses(cache, args.num_subclasses, args.grouping, args.projection_seed)
-    if method == "oracle":
-        fine = prepared.fine_labels("train")
-        if fine is None:
-            raise ValueError(f"{prepared.name} has no fine labels: the oracle needs them.")
-        return oracle_subclasses(np.asarray(cache.example_ids), np.asarray(cache.labels), fine, cache.num_labels)
-    return fit_projections(cache, args.fit_options())
+@functools.lru_cache(maxsize=4)
+def _fine_labels(folder: str) -> dict[int, str] | None:
+    """Example id -> fine label of the train split (None without fine labels): the cache holds its rows in order."""
+    fine = _prepared(folder).fine_labels("train")
+    return dict(enumerate(fine)) if fine is not None else None
+
+
+def subclass_source(folder: str, args: LELPConfig):
+    """The pseudo-subclasses of `args.method`, built by its registry entry (None for a method without them)."""
+    recipe = get_method(args.method).subclass_source
+    if recipe is None:
+        return None
+    return recipe(SubclassInputs(_cache(folder), args, fine_labels=_fine_labels(folder)))
 
 
 def run_student(
@@ -92,11 +88,10 @@ def run_student(
         logging_strategy="no",
         disable_tqdm=True,
         per_device_eval_batch_size=1024,
-        **{k: settings[k] for k in TRAINING_KEYS if k in settings},
-        **{k: settings[k] for k in CONFIG_KEYS if k in settings},
+        **{k: v for k, v in settings.items() if k not in MODEL_KEYS},
     )
     set_seed(seed)
-    source = subclass_source(method, cache, args, prepared) if method in SUBCLASS_METHODS else None
+    source = subclass_source(folder, args)
     model = embedding_student(
         prepared.features("train").shape[1],
         prepared.label_names,
@@ -106,9 +101,9 @@ def run_student(
     )
     attach_training_modules(model, len(prepared.label_names), args, source, cache.hidden_size)
     train = _split_dataset(folder, "train")
-    if method == "ce":
+    if not args.uses_teacher:
         labelled = np.flatnonzero(prepared.labels("train") >= 0)
-        train = train.select(labelled)  # CE learns from the labelled rows only
+        train = train.select(labelled)  # a method without the teacher (CE) learns from the labelled rows only
     trainer = LELPTrainer(
         model=model,
         args=args,
