@@ -211,11 +211,15 @@ def _check_label_count(label_names: list[str]) -> None:
         raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
 
 
+def seeded_subset(rows, size: int, seed: int) -> np.ndarray:
+    """`size` of `rows` (a count or an array), drawn with `seed` and sorted: the one seeded subsetting of hf-lelp
+    (caps, transfer caps, validation carved from train), so the same seed picks the same rows everywhere."""
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+
+
 def _capped_rows(num_rows: int, cap: int | None, seed: int) -> np.ndarray | None:
     """The sorted rows a `max_examples` cap keeps, or None for all: the same rows for a file and for a Dataset."""
-    if cap and cap < num_rows:
-        return np.sort(np.random.default_rng(seed).choice(num_rows, size=cap, replace=False))
-    return None
+    return seeded_subset(num_rows, cap, seed) if cap and cap < num_rows else None
 
 
 def _as_text(value) -> str:

@@ -227,10 +227,15 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 def split_auxiliary(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict[str, dict]]:
     """(weights of the plain C-class model, {auxiliary module name: its weights}) from a full state dict."""
-    base = {k: v for k, v in state_dict.items() if not any(name in k for name in AUXILIARY_FILES)}
-    auxiliary = {
-        name: {k.split(name + ".")[-1]: v for k, v in state_dict.items() if name in k} for name in AUXILIARY_FILES
-    }
+
+    def owner(key: str) -> str | None:  # the auxiliary module a key belongs to, by whole dotted name segments
+        return next((name for name in AUXILIARY_FILES if f".{name}." in f".{key}"), None)
+
+    base = {k: v for k, v in state_dict.items() if owner(k) is None}
+    auxiliary = {name: {} for name in AUXILIARY_FILES}
+    for key, value in state_dict.items():
+        if (name := owner(key)) is not None:
+            auxiliary[name][key.split(f"{name}.", 1)[1]] = value
     return base, {name: weights for name, weights in auxiliary.items() if weights}
 
 

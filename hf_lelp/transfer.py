@@ -22,6 +22,7 @@ from .data import (
     _as_text,
     _column_values,
     _read_local,
+    seeded_subset,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def with_transfer_data(
     if not texts:
         raise ValueError(f"--transfer_data '{transfer}' holds no text.")
     if max_examples and max_examples < len(texts):
-        keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=max_examples, replace=False))
+        keep = seeded_subset(len(texts), max_examples, seed)
         texts = [texts[i] for i in keep]
     splits = dict(data.splits)
     if "train" in splits and transfer != "train":
@@ -100,7 +101,7 @@ def carve_validation(data: TextClassificationData, size: int, seed: int = 0) -> 
             f"--validation_from_train {size} needs more than {size} labelled train rows; the train split has "
             f"{len(labelled)}."
         )
-    chosen = np.sort(np.random.default_rng(seed).choice(labelled, size=size, replace=False))
+    chosen = seeded_subset(labelled, size, seed)
     rest = np.setdiff1d(np.arange(len(train)), chosen)
     columns = [c for c in (TEXT, LABEL, FINE_LABEL) if c in train.column_names]
 
