@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .assets import OFFLINE_MODELS, looks_like_local_path, resolve_model
+from .io_utils import write_atomic
 from .offline_datasets import OFFLINE_DATASET_SOURCES
 from .publish import public_name
 from .split_assets import SPLIT_MODELS
@@ -166,5 +167,6 @@ def render_model_card(context: dict, template_path: str | Path = TEMPLATE) -> Mo
 
 def write_model_card(output_dir: str, context: dict) -> str:
     path = os.path.join(output_dir, "README.md")
-    render_model_card(context).save(path)
+    card = render_model_card(context)
+    write_atomic(path, card.save)  # never a half-written card, also for an upload reading it meanwhile
     return path

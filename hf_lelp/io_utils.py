@@ -21,6 +21,7 @@ def atomic_path(final_path: str):
     os.makedirs(folder, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(final_path), dir=folder)
     os.close(fd)
+    os.chmod(tmp_path, 0o666 & ~UMASK)  # mkstemp makes it 0600; the final file gets the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
@@ -95,3 +96,12 @@ def sha256_tensors(*tensors) -> str:
     for tensor in tensors:
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once at import: os.umask() sets it while reading, which threads must not see

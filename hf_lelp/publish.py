@@ -66,16 +66,13 @@ def _allowed(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def stage(folder: str, patterns: tuple[str, ...] = PUBLISHED) -> str:
-    """A new staging folder holding the allowlisted top-level files of `folder` (hard links when possible)."""
+    """A new staging folder holding copies of the allowlisted top-level files of `folder`."""
     staging = tempfile.mkdtemp(prefix="hf-lelp-push-")
     for name in sorted(os.listdir(folder)):
         source = os.path.join(folder, name)
         if os.path.isfile(source) and _allowed(name, patterns):
-            target = os.path.join(staging, name)
-            try:
-                os.link(source, target)
-            except OSError:  # another filesystem
-                shutil.copy2(source, target)
+            # A copy, not a hard link: a background upload must not see a file the run rewrites meanwhile.
+            shutil.copy2(source, os.path.join(staging, name))
     return staging
 
 
@@ -168,6 +165,5 @@ def sanitise_adapter_config(staging: str, base_model: str | None) -> None:
     with open(path, encoding="utf-8") as handle:
         config = json.load(handle)
     config["base_model_name_or_path"] = public_name(base_model or config.get("base_model_name_or_path"))
-    os.remove(path)  # a hard link: never rewrite the local file through it
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2, sort_keys=True)

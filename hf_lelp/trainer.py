@@ -294,7 +294,7 @@ class LELPTrainer(Trainer):
         if blocking:
             shutil.rmtree(staging, ignore_errors=True)
         else:
-            upload.add_done_callback(lambda _: shutil.rmtree(staging, ignore_errors=True))
+            upload.add_done_callback(lambda done: _after_background_upload(done, staging, message))
         return upload
 
     @property
@@ -346,3 +346,10 @@ class LELPTrainer(Trainer):
             # The Trainer restores the model's own weights; the training-only modules come from their side files.
             load_auxiliary(self.model, resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+def _after_background_upload(done, staging: str, message: str) -> None:
+    """A checkpoint push runs in the background; its failure is said, never dropped with the future."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if done.exception() is not None:
+        logger.warning("Hub push '%s' failed: %s", message, done.exception())
