@@ -58,3 +58,9 @@ def test_label_smoothing_without_a_label_loss_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"--label_smoothing_factor 0.2 smooths hard labels, but --method lelp"):
         LELPConfig(output_dir=str(tmp_path), method="lelp", label_smoothing_factor=0.2, use_cpu=True)
     LELPConfig(output_dir=str(tmp_path), method="kd", hard_label_weight=0.5, label_smoothing_factor=0.2, use_cpu=True)
+
+
+def test_no_pin_memory_without_an_accelerator(tmp_path, recwarn):
+    # torch warns at every dataloader when pinning is asked without an accelerator; on CPU it is a no-op anyway.
+    args = LELPConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert args.dataloader_pin_memory is False
