@@ -20,6 +20,7 @@ SUBCLASS_METHODS = tuple(name for name in METHODS if get_method(name).subclass_s
 PROJECTION_METHODS = tuple(name for name in METHODS if isinstance(get_method(name).subclass_source, Projections))
 FEATURE_METHODS = tuple(name for name in METHODS if get_method(name).feature_loss is not None)
 METHOD_HELP = {name: get_method(name).help for name in METHODS}
+SUBCLASS_HEADS = ("factorized", "flat")
 
 
 @dataclass
@@ -46,6 +47,17 @@ class LELPConfig(TrainingArguments):
         default=0.0,
         metadata={
             "help": "α in (1 - α)·distillation + α·CE(labels). The paper uses 0; > 0 needs labelled transfer data."
+        },
+    )
+    subclass_head: str = field(
+        default="factorized",
+        metadata={
+            "help": "The student's C·S distribution. 'factorized' (ours, default): the model's own C-class layer "
+            "times a within-class softmax of a second layer; the export drops that layer and is exact. 'flat' "
+            "(the paper's): one C·S layer, class probability = sum of its subclass probabilities; the exported "
+            "C-class layer is trained alongside (on detached features) to follow it, and export_agreement "
+            "measures how closely it does.",
+            "choices": ["factorized", "flat"],
         },
     )
     scale_by_temperature_squared: bool = field(
@@ -108,6 +120,8 @@ class LELPConfig(TrainingArguments):
         method = self.method_spec  # an unknown name fails here, with the registered ones listed
         if self.temperature <= 0 or self.subclass_temperature <= 0:
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
+        if self.subclass_head not in SUBCLASS_HEADS:
+            raise ValueError(f"--subclass_head must be one of {SUBCLASS_HEADS}, got {self.subclass_head!r}.")
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:

@@ -56,6 +56,23 @@ def factorized_log_probs(
     return log_class + log_within
 
 
+def flat_log_probs(subclass_logits: torch.Tensor, num_labels: int, temperature: float, num_members: int = 1):
+    """The paper's student: one C·S layer, log q_{c,s} = log softmax(v/τ) over all C·S outputs, shape [B, C, S].
+
+    With K members each member's C·S outputs form one distribution, weighted 1/K (the layout of `lelp_targets`:
+    within a class, K consecutive groups of S)."""
+    b = subclass_logits.shape[0]
+    grouped = subclass_logits.float().view(b, num_labels, num_members, -1) / temperature
+    per_member = grouped.transpose(1, 2).reshape(b, num_members, -1)  # [B, K, C·S]
+    log_q = torch.log_softmax(per_member, dim=-1).view(b, num_members, num_labels, -1).transpose(1, 2)
+    return log_q.reshape(b, num_labels, -1) - math.log(num_members)
+
+
+def flat_class_logits(subclass_logits: torch.Tensor, num_labels: int, num_members: int = 1) -> torch.Tensor:
+    """Class log-probabilities [B, C] of the paper's head: p_c = Σ_s q_{c,s} (members averaged), at τ = 1."""
+    return torch.logsumexp(flat_log_probs(subclass_logits, num_labels, 1.0, num_members), dim=-1)
+
+
 def lelp_loss(
     class_logits: torch.Tensor,
     subclass_logits: torch.Tensor | None,
@@ -63,9 +80,16 @@ def lelp_loss(
     temperature: float,
     scale_by_temperature_squared: bool = True,
     num_members: int = 1,
+    flat: bool = False,
 ) -> torch.Tensor:
-    """KL between the C·S pseudo-subclass targets and the student's C·S distribution (× τ², Hinton's scaling)."""
-    loss = soft_kl(factorized_log_probs(class_logits, subclass_logits, temperature, num_members), targets)
+    """KL between the C·S pseudo-subclass targets and the student's C·S distribution (× τ², Hinton's scaling):
+    factorised (ours, `class_logits` + `subclass_logits`) or, with `flat`, the paper's single C·S layer
+    (`subclass_logits` alone)."""
+    if flat and subclass_logits is not None:
+        log_q = flat_log_probs(subclass_logits, class_logits.shape[1], temperature, num_members)
+    else:  # the factorised head (ours); with no subclass logits (S·K = 1) both heads are the class softmax
+        log_q = factorized_log_probs(class_logits, subclass_logits, temperature, num_members)
+    loss = soft_kl(log_q, targets)
     return loss * temperature**2 if scale_by_temperature_squared else loss
 
 
@@ -138,3 +162,10 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) ->
 
     s, t = conditional(student), conditional(teacher)
     return (t * torch.log((t + eps) / (s + eps))).sum(dim=1).mean()
+
+
+def export_fit_loss(class_logits_of_detached: torch.Tensor, head_class_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_head || softmax(u)): trains the plain C-class layer u to follow the paper's head, whose class
+    probabilities (a sum of softmax terms) no single linear layer reproduces exactly. The caller detaches u's
+    input features and the head's logits, so this term moves u alone."""
+    return soft_kl(torch.log_softmax(class_logits_of_detached.float(), dim=-1), torch.softmax(head_class_logits, -1))

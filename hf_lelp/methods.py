@@ -24,7 +24,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
+from .losses import (
+    ce_loss,
+    export_fit_loss,
+    fitnet_loss,
+    flat_class_logits,
+    kd_loss,
+    lelp_loss,
+    lelp_targets,
+    pkt_loss,
+    rkd_loss,
+)
 from .modeling import FEATURE_REGRESSOR, attach_feature_regressor, attach_subclass_head, auxiliary_module
 from .projections import FitOptions, fit_projections, load_or_fit_projections
 from .subclasses import fit_kmeans_subclasses, oracle_subclasses
@@ -157,6 +167,7 @@ class LossInputs:
     teacher_logits: torch.Tensor | None = None  # cached teacher logits [B, C]
     subclasses: SubclassSource | None = None  # on the batch's device
     model: torch.nn.Module | None = None  # the student (training-only modules live on it)
+    export_logits: torch.Tensor | None = None  # the C-class layer on detached features (flat head only)
 
 
 LossTerm = Callable[[LossInputs, "LELPConfig"], torch.Tensor]
@@ -182,14 +193,21 @@ def subclass_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
             f"--method {args.method} has {scores.shape[-1]} subclass columns but the student has no subclass head "
             "(attach_subclass_head with that many columns)."
         )
-    return lelp_loss(
+    flat = args.subclass_head == "flat" and batch.subclass_logits is not None
+    loss = lelp_loss(
         batch.class_logits,
         batch.subclass_logits,
         targets,
         args.temperature,
         args.scale_by_temperature_squared,
         num_members=source.num_members,
+        flat=flat,
     )
+    if flat and batch.export_logits is not None:
+        num_labels = batch.class_logits.shape[1]
+        head_classes = flat_class_logits(batch.subclass_logits.detach(), num_labels, source.num_members)
+        loss = loss + export_fit_loss(batch.export_logits, head_classes)
+    return loss
 
 
 def fitnet_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:

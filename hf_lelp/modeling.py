@@ -172,6 +172,7 @@ def _head_owner(model: nn.Module) -> nn.Module | None:
 
 SUBCLASS_LOGITS = "lelp_subclass_logits"
 STUDENT_FEATURES = "lelp_features"
+EXPORT_LOGITS = "lelp_export_logits"  # the C-class layer on detached features (trained to follow the flat head)
 
 
 @functools.cache
@@ -180,20 +181,25 @@ def _with_auxiliary_fields(output_type: type) -> type:
     keys) because DDP rebuilds outputs as `type(output)(**fields)`."""
     return dataclasses.make_dataclass(
         f"{output_type.__name__}WithSubclasses",
-        [(name, torch.Tensor | None, dataclasses.field(default=None)) for name in (SUBCLASS_LOGITS, STUDENT_FEATURES)],
+        [
+            (name, torch.Tensor | None, dataclasses.field(default=None))
+            for name in (SUBCLASS_LOGITS, STUDENT_FEATURES, EXPORT_LOGITS)
+        ],
         bases=(output_type,),
     )
 
 
 @contextmanager
-def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = False):
-    """While active, the model's output also holds `lelp_subclass_logits` [B, C·S] (when it has the head) and,
-    with `with_features`, `lelp_features`: the classifier's input (what FitNet, RKD and PKT compare).
+def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = False, with_export: bool = False):
+    """While active, the model's output also holds `lelp_subclass_logits` [B, C·S] (when it has the head),
+    with `with_features` `lelp_features`: the classifier's input (what FitNet, RKD and PKT compare), and with
+    `with_export` `lelp_export_logits`: the classifier applied to that input detached from the encoder (the flat
+    head's exported layer learns from these without moving the student's body).
 
     The head runs on the classifier's input inside the model's forward, and its logits are put into the model's
     output: DDP then sees them as part of the forward graph (no "unused parameter" confusion).
     """
-    owner = _head_owner(model) or (_unwrapped(model) if with_features else None)
+    owner = _head_owner(model) or (_unwrapped(model) if with_features or with_export else None)
     if owner is None:
         yield
         return
@@ -201,9 +207,12 @@ def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = 
     _, classifier = find_output_layer(owner, num_labels)
     store: dict[str, torch.Tensor | None] = {}
 
-    def on_classifier(_module, args, _output):
+    def on_classifier(module, args, _output):
         store[SUBCLASS_LOGITS] = head(args[0]) if head is not None else None
         store[STUDENT_FEATURES] = args[0] if with_features else None
+        # functional, not module(...): calling the module inside its own forward hook would run the hook again
+        detached = args[0].detach()
+        store[EXPORT_LOGITS] = nn.functional.linear(detached, module.weight, module.bias) if with_export else None
 
     def on_model(_module, _args, output):
         return _with_auxiliary_fields(type(output))(**dict(output), **store)

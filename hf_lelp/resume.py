@@ -40,6 +40,7 @@ TRAINING_FIELDS = (
 )
 LELP_FIELDS = (
     "method",
+    "subclass_head",
     "num_subclasses",
     "subclass_temperature",
     "temperature",

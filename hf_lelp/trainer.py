@@ -21,10 +21,11 @@ from .card import run_card_context, write_model_card
 from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
-from .losses import ce_loss
+from .losses import ce_loss, flat_class_logits
 from .methods import LossInputs
 from .modeling import (
     AUXILIARY_FILES,
+    EXPORT_LOGITS,
     STUDENT_FEATURES,
     SUBCLASS_LOGITS,
     is_peft_model,
@@ -106,11 +107,14 @@ class LELPTrainer(Trainer):
         hidden, logits = self.teacher_cache.lookup(example_ids.detach().cpu().numpy())
         return hidden.to(device, non_blocking=True), logits.to(device, non_blocking=True)
 
-    def distillation_loss(self, class_logits, subclass_logits, example_ids, labels, features=None) -> torch.Tensor:
+    def distillation_loss(
+        self, class_logits, subclass_logits, example_ids, labels, features=None, export_logits=None
+    ) -> torch.Tensor:
         """The method's loss (its registry entry): soft term + feature term, mixed with α·CE(labels)."""
         args: LELPConfig = self.args
         method = args.method_spec
         batch = LossInputs(class_logits, labels, subclass_logits, features, example_ids, model=self.model)
+        batch.export_logits = export_logits
         if method.uses_teacher:
             if example_ids is None:
                 raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
@@ -142,18 +146,26 @@ class LELPTrainer(Trainer):
         example_ids = inputs.pop(EXAMPLE_ID, None)
         labels = inputs.pop("labels", None)
         wants_features = model.training and self.args.method_spec.feature_loss is not None
-        with subclass_logits_of(model, self.num_labels, with_features=wants_features):
+        flat = self.args.subclass_head == "flat"
+        fits_export = flat and model.training
+        with subclass_logits_of(model, self.num_labels, with_features=wants_features, with_export=fits_export):
             model_outputs = model(**inputs)
         class_logits = model_outputs.logits
+        subclass_logits = model_outputs.get(SUBCLASS_LOGITS)
+        if flat and subclass_logits is not None:
+            # The paper's student predicts with its C·S layer (p_c = Σ_s q_{c,s}), in training and evaluation.
+            members = self.projections.num_members if self.projections is not None else 1
+            class_logits = flat_class_logits(subclass_logits, self.num_labels, members)
         # The loss runs in float32 whatever the autocast dtype of the forward pass.
         with torch.autocast(device_type=class_logits.device.type, enabled=False):
             if model.training:
                 loss = self.distillation_loss(
                     class_logits,
-                    model_outputs.get(SUBCLASS_LOGITS),
+                    subclass_logits,
                     example_ids,
                     labels,
                     features=model_outputs.get(STUDENT_FEATURES),
+                    export_logits=model_outputs.get(EXPORT_LOGITS),
                 )
             else:
                 loss = ce_loss(class_logits, labels) if labels is not None else None
@@ -312,6 +324,7 @@ class LELPTrainer(Trainer):
         source = self.projections
         meta = {
             "method": args.method,
+            "subclass_head": args.subclass_head,
             "num_subclasses": source.num_subclasses if source is not None else 1,
             "subclass_temperature": args.subclass_temperature,
             "temperature": args.temperature,
