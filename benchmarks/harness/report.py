@@ -356,6 +356,9 @@ def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble:
                 + "; ".join(f"`{m}` {json.dumps(h, sort_keys=True)}" for m, h in chosen_h.items())
             )
         sections.append("")
+    from .strong_report import section
+
+    sections += section(os.path.join(results_dir, "strong"), plots_dir, relative)
     text = "\n".join(sections)
     with open(markdown_path, "w", encoding="utf-8") as handle:
         handle.write(text)

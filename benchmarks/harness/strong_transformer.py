@@ -1,0 +1,202 @@
+"""The transformer track of the strong-teacher study: all-MiniLM-L6-v2 truncated to 2 layers, fine-tuned end to
+end by the recipe's own job (`run_distillation`) from the transfer set's cache (the teacher never runs).
+
+Hyperparameters are chosen on validation at the first (smallest) size with a budgeted grid (ours; each run takes
+minutes on the CPU): CE the learning rate, KD the learning rate and τ, the pseudo-subclass methods (S, β) from
+KD's choice. Larger sizes reuse those choices. The paper's C·S head runs with LELP's choice. Every finished run is
+appended to a progress file, so an interrupted stage resumes run by run; the size's JSON is written at its end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from hf_lelp.io_utils import write_json_atomic
+
+from .curve import teacher_choice
+from .machine import machine_info
+from .prepare import PreparedDataset
+from .search import PAPER_METHOD, select
+
+logger = logging.getLogger(__name__)
+STUDENT = "all-MiniLM-L6-v2"
+STUDENT_LAYERS = 2
+# Fixed for every method (ours): the demo config's batch and warm-up; epochs as the demo's.
+FIXED = {"num_train_epochs": 4, "per_device_train_batch_size": 32}
+GRID = {
+    "ce": [{"learning_rate": lr} for lr in (1e-4, 3e-4)],
+    "kd": [{"learning_rate": lr, "temperature": t} for lr in (1e-4, 3e-4) for t in (1.0, 4.0)],
+}
+SUBCLASS_GRID = [{"num_subclasses": s, "subclass_temperature": b} for s in (2, 4) for b in (0.5, 1.0)]
+FLAT = {"subclass_head": "flat"}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+
+
+def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict:
+    """One student trained by run_distillation; metrics of its reloaded export on `split`."""
+    from hf_lelp.cli import DataArguments, ModelArguments
+    from hf_lelp.config import LELPConfig
+    from hf_lelp.workflow import run_distillation
+
+    prepared = PreparedDataset.load(folder)
+    data_args = DataArguments(
+        dataset=f"{prepared.name}-strong",
+        train_file=os.path.join(folder, "data", "train.jsonl"),
+        **{f"{split}_file": os.path.join(folder, "data", f"{split}.jsonl")},
+        class_names=prepared.label_names,
+        max_length=prepared.options["max_length"],
+        eval_split=split,
+    )
+    model_args = ModelArguments(
+        teacher=os.path.join(os.path.dirname(folder), "teacher"),
+        student=STUDENT,
+        student_num_layers=STUDENT_LAYERS,
+        cache_dir=os.path.join(folder, "teacher_cache"),
+    )
+    output_dir = tempfile.mkdtemp(prefix="strong-transformer-")
+    try:
+        training = LELPConfig(
+            output_dir=output_dir,
+            method=method,
+            seed=seed,
+            projection_seed=seed,
+            per_device_eval_batch_size=64,
+            warmup_steps=10,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=True,
+            **{**FIXED, **hparams},
+        )
+        results = run_distillation(data_args, model_args, training)
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    return {
+        "method": method,
+        "seed": seed,
+        "split": split,
+        "hparams": hparams,
+        "accuracy": results[f"{split}_accuracy"],
+        "macro_f1": results[f"{split}_macro_f1"],
+        "export_agreement": results.get("export_agreement"),
+        "train_seconds": results["train_seconds"],
+    }
+
+
+class Runs:
+    """Finished runs of one size, kept in a progress file; `run` computes only what is missing."""
+
+    def __init__(self, path: str, workers: int):
+        self.path, self.rows = path, []
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                self.rows = json.load(handle)
+        self.executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+
+    @staticmethod
+    def key(folder, method, hparams, seed, split) -> str:
+        return json.dumps([method, hparams, seed, split], sort_keys=True)
+
+    def run(self, jobs: list[tuple]) -> list[dict]:
+        done = {self.key(None, r["method"], r["hparams"], r["seed"], r["split"]): r for r in self.rows}
+        futures = {self.key(*job): self.executor.submit(_job, *job) for job in jobs if self.key(*job) not in done}
+        for key, future in futures.items():
+            done[key] = future.result()
+            self.rows.append(done[key])
+            write_json_atomic(self.path, self.rows)
+            logger.info("finished %s", done[key])
+        return [done[self.key(*job)] for job in jobs]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+
+
+def choose(runs: Runs, folder: str, methods: list[str], seed: int) -> tuple[dict[str, dict], list[dict]]:
+    """Validation choices: CE and KD from their grids, then each pseudo-subclass method from KD's choice."""
+    chosen, trials = {}, []
+    first = [m for m in ("ce", "kd") if m in methods or m == "kd"]
+    rows = runs.run([(folder, m, h, seed, "validation") for m in first for h in GRID[m]])
+    trials += rows
+    for m in first:
+        chosen[m] = select([r for r in rows if r["method"] == m])["hparams"]
+    subclass_methods = [m for m in methods if m not in GRID]
+    jobs = [(folder, m, {**chosen["kd"], **h}, seed, "validation") for m in subclass_methods for h in SUBCLASS_GRID]
+    rows = runs.run(jobs)
+    trials += rows
+    for m in subclass_methods:
+        chosen[m] = select([r for r in rows if r["method"] == m])["hparams"]
+    return chosen, trials
+
+
+def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: str) -> None:
+    sizes = sorted(min(size, max(transfer_sets)) for size in args.sizes)
+    chosen_path = os.path.join(
+        args.results_dir, f"{args.dataset}_{os.path.basename(args.teacher)}_transformer_hparams.json"
+    )
+    chosen = None
+    if os.path.isfile(chosen_path):  # the search already ran (at the first size of an earlier call)
+        with open(chosen_path, encoding="utf-8") as handle:
+            chosen = json.load(handle)["chosen"]
+    for size in sizes:
+        prepared = transfer_sets[size]
+        stem = os.path.join(args.results_dir, f"{args.dataset}_{os.path.basename(args.teacher)}_transformer_n{size}")
+        if os.path.isfile(f"{stem}.json"):
+            continue
+        start = time.time()
+        runs = Runs(f"{stem}.progress.json", args.workers)
+        try:
+            trials = []
+            if chosen is None:
+                chosen, trials = choose(runs, prepared.folder, args.methods, args.seeds[0])
+                write_json_atomic(chosen_path, {"chosen_at_size": size, "chosen": chosen})
+            methods = [m for m in args.methods if m in chosen]
+            jobs = [(prepared.folder, m, chosen[m], s, "test") for m in methods for s in args.seeds]
+            if PAPER_METHOD in chosen:
+                jobs += [
+                    (prepared.folder, PAPER_METHOD, {**chosen[PAPER_METHOD], **FLAT}, s, "test") for s in args.seeds
+                ]
+            rows = runs.run(jobs)
+        finally:
+            runs.close()
+        result = {
+            "dataset": args.dataset,
+            "track": "transformer_student",
+            "transfer_size": size,
+            "num_classes": len(prepared.label_names),
+            "split_sizes": prepared.split_sizes,
+            "teacher": {
+                "model": f"{args.teacher} fine-tuned",
+                "accuracy": prepared.teacher_accuracy,
+                "macro_f1": prepared.teacher_macro_f1,
+            },
+            "teacher_choice": teacher_choice(prepared),
+            "student": {"model": f"{STUDENT} truncated to {STUDENT_LAYERS} layers, fine-tuned end to end"},
+            "fixed": FIXED,
+            "search": {
+                "grids": GRID,
+                "subclass_grid": SUBCLASS_GRID,
+                "searched_at_size": sizes[0],
+                "seed": args.seeds[0],
+            },
+            "chosen": chosen,
+            "runs": [r for r in rows if r.get("hparams", {}).get("subclass_head") != "flat"],
+            "paper_head_runs": [r for r in rows if r.get("hparams", {}).get("subclass_head") == "flat"],
+            "selection": {"split": "validation", "trials": trials},
+            "command": command,
+            "machine": {**machine_info(), "student_processes": args.workers, "threads_per_student": 1},
+            "wall_seconds": time.time() - start,
+        }
+        write_json_atomic(f"{stem}.json", result)

@@ -1,0 +1,96 @@
+"""Issue #14, on the 2-core CPU: where does LELP beat KD? A strong teacher (all-mpnet-base-v2 fine-tuned), two
+student tracks, transfer sets of growing size, and the paper's C·S student head against ours.
+
+Stages (each resumable: a finished step is skipped; wall times go to benchmarks/results/strong/stages.json):
+    prepare      teacher chosen on validation (learning rate, epochs), its cache, nested transfer sets
+    mlp_curve    MLP track (frozen MiniLM-2 features) at every transfer size: validation search, 3 seeds on test
+    transformer  trainable 2-layer MiniLM student, fine-tuned end to end, at the given sizes
+    report       benchmarks/STRONG_TEACHER.md section data and the learning-curve plot
+
+    python benchmarks/strong_teacher.py prepare --dataset rotten_tomatoes --teacher all-mpnet-base-v2
+    python benchmarks/strong_teacher.py mlp_curve --dataset rotten_tomatoes --teacher all-mpnet-base-v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
+
+from benchmarks.harness.strong import StrongOptions, prepare_strong  # noqa: E402
+from hf_lelp.io_utils import write_json_atomic  # noqa: E402
+
+RESULTS_DIR = os.path.join("benchmarks", "results", "strong")
+STAGES_FILE = "stages.json"
+
+
+def record_stage(results_dir: str, key: str, seconds: float, command: str) -> None:
+    """Wall time of a finished stage run (a resumed stage records the time of its last, completing run)."""
+    path = os.path.join(results_dir, STAGES_FILE)
+    stages = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            stages = json.load(handle)
+    stages[key] = {"wall_seconds": round(seconds, 1), "command": command, "finished": time.strftime("%F %T")}
+    write_json_atomic(path, stages)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["prepare", "mlp_curve", "transformer", "report"])
+    parser.add_argument("--dataset", default="rotten_tomatoes")
+    parser.add_argument("--teacher", default="all-mpnet-base-v2")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 3000, 10000, 30000])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp", "random", "pca"])
+    parser.add_argument("--teacher_rows", type=int, default=2000)
+    parser.add_argument("--teacher_max_epochs", type=int, default=0)
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work_dir", default=os.path.join("runs", "strong"))
+    parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument("--search", choices=["full", "smoke"], default="full")
+    return parser.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> StrongOptions:
+    return StrongOptions(
+        teacher_model=args.teacher,
+        teacher_rows=args.teacher_rows,
+        teacher_max_epochs=args.teacher_max_epochs,
+        max_length=args.max_length,
+        transfer_sizes=tuple(args.sizes),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    command = "python benchmarks/strong_teacher.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    start = time.time()
+    os.makedirs(args.results_dir, exist_ok=True)
+    transfer_sets = prepare_strong(args.dataset, args.work_dir, options_from(args))
+    if args.stage == "mlp_curve":
+        from benchmarks.harness.curve import mlp_curve
+
+        mlp_curve(transfer_sets, args, command)
+    elif args.stage == "transformer":
+        from benchmarks.harness.strong_transformer import transformer_track
+
+        transformer_track(transfer_sets, args, command)
+    key = f"{args.stage}:{args.dataset}:{args.teacher}" + (
+        f":{'-'.join(map(str, args.sizes))}" if args.stage != "prepare" else ""
+    )
+    record_stage(args.results_dir, key, time.time() - start, command)
+
+
+if __name__ == "__main__":
+    main()
