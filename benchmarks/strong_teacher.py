@@ -52,12 +52,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp", "random", "pca"])
     parser.add_argument("--teacher_rows", type=int, default=2000)
-    parser.add_argument("--teacher_max_epochs", type=int, default=0)
+    parser.add_argument("--teacher_max_epochs", type=int, default=0, help="0: the teacher's default (strong.py)")
+    parser.add_argument("--teacher_learning_rates", nargs="+", type=float, default=[], help="[]: the default grid")
+    parser.add_argument("--validation", type=int, default=500)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--max_train", type=int, default=0, help="0: every train row not in validation")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work_dir", default=os.path.join("runs", "strong"))
     parser.add_argument("--results_dir", default=RESULTS_DIR)
-    parser.add_argument("--search", choices=["full", "smoke"], default="full")
+    parser.add_argument("--search", choices=["full", "smoke"], default="full", help="smoke: one value per knob")
+    parser.add_argument("--report", default=os.path.join("benchmarks", "RESULTS.md"))
+    parser.add_argument("--plots_dir", default=os.path.join("benchmarks", "plots"))
     return parser.parse_args(argv)
 
 
@@ -66,6 +72,10 @@ def options_from(args: argparse.Namespace) -> StrongOptions:
         teacher_model=args.teacher,
         teacher_rows=args.teacher_rows,
         teacher_max_epochs=args.teacher_max_epochs,
+        teacher_learning_rates=tuple(args.teacher_learning_rates),
+        validation=args.validation,
+        test=args.test,
+        max_train=args.max_train,
         max_length=args.max_length,
         transfer_sizes=tuple(args.sizes),
     )
@@ -77,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/strong_teacher.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.time()
     os.makedirs(args.results_dir, exist_ok=True)
+    if args.stage == "report":  # RESULTS.md from every committed result file, this study's section included
+        from benchmarks.harness.report import write_report
+
+        write_report(os.path.dirname(os.path.abspath(args.results_dir)), args.report, args.plots_dir)
+        return
     transfer_sets = prepare_strong(args.dataset, args.work_dir, options_from(args))
     if args.stage == "mlp_curve":
         from benchmarks.harness.curve import mlp_curve

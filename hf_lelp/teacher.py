@@ -33,8 +33,11 @@ class TeacherArguments:
     teacher_num_layers: int | None = field(default=None, metadata={"help": "Keep only the first k layers."})
 
 
-def train_teacher(data_args: DataArguments, teacher_args: TeacherArguments, args: TrainingArguments) -> dict:
-    """Train, evaluate on --eval_split (when the data has it), save to args.output_dir; returns the metrics."""
+def train_teacher(
+    data_args: DataArguments, teacher_args: TeacherArguments, args: TrainingArguments, callbacks: list | None = None
+) -> dict:
+    """Train, evaluate on --eval_split (when the data has it), save to args.output_dir; returns the metrics.
+    `callbacks`: extra TrainerCallbacks (e.g. to record every evaluation)."""
     set_seed(args.seed)
     data = load_data(data_args)
     path = resolve_model(teacher_args.teacher_model)
@@ -56,6 +59,7 @@ def train_teacher(data_args: DataArguments, teacher_args: TeacherArguments, args
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=build_compute_metrics(data.num_labels),
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = trainer.evaluate(metric_key_prefix=eval_name) if eval_name else {}

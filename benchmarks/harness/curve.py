@@ -36,7 +36,7 @@ def paper_head(prepared: PreparedDataset, result: dict, seeds: list[int], pool: 
         "method": f"{PAPER_METHOD} (paper's C·S head)",
         "chosen": chosen,
         "runs": [_run_row(r) for r in runs],
-        "selection": [_run_row(t) for t in search],
+        "selection": [_run_row(t) | {"split": t["split"]} for t in search],
     }
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.assets import resolve_model
@@ -57,6 +58,7 @@ class StrongOptions:
     feature_model: str = "all-MiniLM-L6-v2"
     feature_layers: int = 2
     subset_seed: int = 0
+    max_train: int = 0  # 0: every train row not in validation; > 0: the first max_train of the shuffled rest
     transfer_sizes: tuple[int, ...] = field(default=(1000, 3000, 10000, 30000))
 
     def learning_rates(self) -> tuple[float, ...]:
@@ -83,7 +85,8 @@ def write_data(dataset: str, folder: str, options: StrongOptions) -> list[str]:
     test_rows = np.sort(rng.permutation(len(test))[: options.test])
     frames = {
         "validation": train.iloc[np.sort(order[: options.validation])],
-        "train": train.iloc[order[options.validation :]],  # shuffled: prefixes are random transfer sets
+        # shuffled: its prefixes are random transfer sets, nested across sizes
+        "train": train.iloc[order[options.validation :][: options.max_train or None]],
         "test": test.iloc[test_rows],
     }
     frames["teacher"] = frames["train"].iloc[: options.teacher_rows]
@@ -93,6 +96,16 @@ def write_data(dataset: str, folder: str, options: StrongOptions) -> list[str]:
         if split != "teacher":
             _save_array(os.path.join(folder, f"labels_{split}.npy"), frame[LABEL].to_numpy().astype(np.int64))
     return names
+
+
+class EvaluationLog(TrainerCallback):
+    """Every evaluation of a training run (the epochs' validation accuracies)."""
+
+    def __init__(self) -> None:
+        self.evaluations: list[dict] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.evaluations.append({"epoch": state.epoch, **(metrics or {})})
 
 
 def _teacher_run(folder: str, names: list[str], options: StrongOptions, lr: float) -> dict:
@@ -132,20 +145,19 @@ def _teacher_run(folder: str, names: list[str], options: StrongOptions, lr: floa
     logger.info(
         "Teacher %s, lr %g, up to %d epochs, into %s", options.teacher_model, lr, args.num_train_epochs, output
     )
-    results = train_teacher(data_args, TeacherArguments(teacher_model=options.teacher_model), args)
-    history = []
-    states = [d for d in os.listdir(output) if d.startswith("checkpoint-")]
-    for state_dir in states:
-        with open(os.path.join(output, state_dir, "trainer_state.json"), encoding="utf-8") as handle:
-            log = json.load(handle)["log_history"]
-        history = max(history, [e for e in log if "eval_accuracy" in e], key=len)
-    for state_dir in states:  # the best epoch is saved in `output` itself; checkpoints are only the way there
-        shutil.rmtree(os.path.join(output, state_dir))
+    history = EvaluationLog()
+    results = train_teacher(data_args, TeacherArguments(teacher_model=options.teacher_model), args, [history])
+    for state_dir in [d for d in os.listdir(output) if d.startswith("checkpoint-")]:
+        shutil.rmtree(os.path.join(output, state_dir))  # the best epoch is saved in `output` itself
     summary = {
         "learning_rate": lr,
         "validation_accuracy": float(results["validation_accuracy"]),
         "validation_macro_f1": float(results["validation_macro_f1"]),
-        "epochs": [{"epoch": e["epoch"], "validation_accuracy": e["eval_accuracy"]} for e in history],
+        "epochs": [
+            {"epoch": e["epoch"], "validation_accuracy": e["eval_accuracy"]}
+            for e in history.evaluations
+            if "eval_accuracy" in e  # the per-epoch evaluations (the final one is keyed validation_*)
+        ],
     }
     write_json_atomic(summary_path, summary)
     gc.collect()
@@ -307,7 +319,8 @@ def prepare_strong(dataset: str, work_dir: str, options: StrongOptions) -> dict[
     fixed = json.loads(json.dumps({k: v for k, v in asdict(options).items() if k != "transfer_sizes"}))
     if os.path.isfile(options_path):
         with open(options_path, encoding="utf-8") as handle:
-            found = json.load(handle)
+            # an option added later reads as its default (the folder was prepared before it existed)
+            found = {**json.loads(json.dumps(asdict(StrongOptions()))), **json.load(handle)}
         found.pop("transfer_sizes", None)
         if found != fixed:
             raise ValueError(f"{folder} was prepared with other options {found}: use another --work_dir.")

@@ -35,6 +35,8 @@ GRID = {
 }
 SUBCLASS_GRID = [{"num_subclasses": s, "subclass_temperature": b} for s in (2, 4) for b in (0.5, 1.0)]
 FLAT = {"subclass_head": "flat"}
+SMOKE_GRID = {"ce": [{"learning_rate": 3e-4}], "kd": [{"learning_rate": 3e-4, "temperature": 1.0}]}
+SMOKE_SUBCLASS_GRID = [{"num_subclasses": 2, "subclass_temperature": 1.0}]
 
 
 def _init_worker() -> None:
@@ -124,16 +126,19 @@ class Runs:
         self.executor.shutdown()
 
 
-def choose(runs: Runs, folder: str, methods: list[str], seed: int) -> tuple[dict[str, dict], list[dict]]:
+def choose(
+    runs: Runs, folder: str, methods: list[str], seed: int, smoke: bool = False
+) -> tuple[dict[str, dict], list[dict]]:
     """Validation choices: CE and KD from their grids, then each pseudo-subclass method from KD's choice."""
+    grid, subclass_grid = (SMOKE_GRID, SMOKE_SUBCLASS_GRID) if smoke else (GRID, SUBCLASS_GRID)
     chosen, trials = {}, []
     first = [m for m in ("ce", "kd") if m in methods or m == "kd"]
-    rows = runs.run([(folder, m, h, seed, "validation") for m in first for h in GRID[m]])
+    rows = runs.run([(folder, m, h, seed, "validation") for m in first for h in grid[m]])
     trials += rows
     for m in first:
         chosen[m] = select([r for r in rows if r["method"] == m])["hparams"]
     subclass_methods = [m for m in methods if m not in GRID]
-    jobs = [(folder, m, {**chosen["kd"], **h}, seed, "validation") for m in subclass_methods for h in SUBCLASS_GRID]
+    jobs = [(folder, m, {**chosen["kd"], **h}, seed, "validation") for m in subclass_methods for h in subclass_grid]
     rows = runs.run(jobs)
     trials += rows
     for m in subclass_methods:
@@ -160,7 +165,7 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
         try:
             trials = []
             if chosen is None:
-                chosen, trials = choose(runs, prepared.folder, args.methods, args.seeds[0])
+                chosen, trials = choose(runs, prepared.folder, args.methods, args.seeds[0], args.search == "smoke")
                 write_json_atomic(chosen_path, {"chosen_at_size": size, "chosen": chosen})
             methods = [m for m in args.methods if m in chosen]
             jobs = [(prepared.folder, m, chosen[m], s, "test") for m in methods for s in args.seeds]
@@ -186,8 +191,8 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
             "student": {"model": f"{STUDENT} truncated to {STUDENT_LAYERS} layers, fine-tuned end to end"},
             "fixed": FIXED,
             "search": {
-                "grids": GRID,
-                "subclass_grid": SUBCLASS_GRID,
+                "grids": SMOKE_GRID if args.search == "smoke" else GRID,
+                "subclass_grid": SMOKE_SUBCLASS_GRID if args.search == "smoke" else SUBCLASS_GRID,
                 "searched_at_size": sizes[0],
                 "seed": args.seeds[0],
             },
