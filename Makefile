@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 
 DEMO := runs/demo
 
-.PHONY: demo test test-fast test-wheel assets-mpnet benchmark chromium style quality clean
+.PHONY: demo test test-fast test-wheel assets-mpnet benchmark benchmark-strong chromium style quality clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,22 @@ benchmark: $(BIN)/.installed
 	$(BIN)/python recipes/explore.py --cache_dir runs/benchmark/20newsgroups_4class/teacher_cache \
 		--dataset 20newsgroups_4class-benchmark --train_file runs/benchmark/20newsgroups_4class/data/train.jsonl \
 		--fine_label_column fine_label --num_subclasses 4 --output_dir benchmarks/explore_20newsgroups_4class
+
+# Issue #14 on the 2-core CPU (hours; each stage resumes where it stopped, wall times in
+# benchmarks/results/strong/stages.json): mpnet and MiniLM teachers chosen on validation, the transformer track,
+# the MLP learning curves, both student heads; then RESULTS.md and the performance rows of the big teacher.
+STRONG := $(BIN)/python benchmarks/strong_teacher.py --dataset rotten_tomatoes
+benchmark-strong: $(BIN)/.installed
+	$(BIN)/hf-lelp install-assets --mpnet
+	$(STRONG) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
+	$(STRONG) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
+	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000
+	$(STRONG) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
+	$(STRONG) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
+	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000 --methods ce kd lelp
+	$(STRONG) report
+	$(BIN)/python benchmarks/perf.py --only memory
+	$(BIN)/python benchmarks/perf.py --only cached_vs_online_kd_mpnet
 
 style: $(BIN)/.installed
 	$(BIN)/ruff format hf_lelp recipes tests benchmarks
