@@ -225,6 +225,14 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     if plot_curve(results, plot):
         out += [f"![LELP − KD and LELP − CE against transfer-set size]({relative_plots}/{os.path.basename(plot)})", ""]
     out += ["### The paper's C·S head against ours (factorised)", "", *head_table(results), ""]
+    gpu = os.path.join(os.path.dirname(os.path.abspath(strong_dir)), "gpu", "summary.json")
+    if not os.path.isfile(gpu):
+        out += [
+            "**No GPU figures exist yet.** The prepared GPU run (`benchmarks/gpu/run.sh`: the transformer track at "
+            "size in bf16, the performance rows, FSDP and DeepSpeed save/resume/export) has not run, since no GPU "
+            "was lent to this project's sessions; the CPU tracks above stand on their own.",
+            "",
+        ]
     stages = stage_lines(strong_dir)
     if stages:
         out += ["### Stages and wall times (2-core CPU)", "", *stages, ""]
