@@ -33,13 +33,17 @@ STAGES_FILE = "stages.json"
 
 
 def record_stage(results_dir: str, key: str, seconds: float, command: str) -> None:
-    """Wall time of a finished stage run (a resumed stage records the time of its last, completing run)."""
+    """Wall time of a stage: every run of it is kept (a resumed stage has several; a rerun of a finished one
+    costs seconds), and `wall_seconds` is their sum."""
     path = os.path.join(results_dir, STAGES_FILE)
     stages = {}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             stages = json.load(handle)
-    stages[key] = {"wall_seconds": round(seconds, 1), "command": command, "finished": time.strftime("%F %T")}
+    entry = stages.get(key, {})
+    runs = entry.get("runs", [entry] if entry else [])
+    runs.append({"wall_seconds": round(seconds, 1), "command": command, "finished": time.strftime("%F %T")})
+    stages[key] = {"wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1), "command": command, "runs": runs}
     write_json_atomic(path, stages)
 
 

@@ -189,9 +189,10 @@ def stage_lines(strong_dir: str) -> list[str]:
         return []
     with open(path, encoding="utf-8") as handle:
         stages = json.load(handle)
-    lines = ["| stage | wall time (min) | command |", "|---|---|---|"]
+    lines = ["| stage | wall time (min, all its runs) | runs | command |", "|---|---|---|---|"]
     for key, stage in sorted(stages.items()):
-        lines.append(f"| {key} | {stage['wall_seconds'] / 60:.1f} | `{stage['command']}` |")
+        runs = len(stage.get("runs", [stage]))
+        lines.append(f"| {key} | {stage['wall_seconds'] / 60:.1f} | {runs} | `{stage['command']}` |")
     return lines
 
 
