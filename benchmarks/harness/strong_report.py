@@ -236,7 +236,15 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
         ]
     stages = stage_lines(strong_dir)
     if stages:
-        out += ["### Stages and wall times (2-core CPU)", "", *stages, ""]
+        out += [
+            "### Stages and wall times (2-core CPU)",
+            "",
+            "Wall-clock times of the stage commands as run for these results; other work (tests, a memory benchmark) "
+            "shared the two cores during some of them, so read them as upper bounds.",
+            "",
+            *stages,
+            "",
+        ]
     out += ["Hyperparameters chosen on validation, per result file:", ""]
     for r in results:
         chosen = {}
