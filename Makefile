@@ -70,11 +70,10 @@ STRONG := $(BIN)/python benchmarks/strong_teacher.py --dataset rotten_tomatoes
 benchmark-strong: $(BIN)/.installed
 	$(BIN)/hf-lelp install-assets --mpnet
 	$(STRONG) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
-	$(STRONG) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
 	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000
 	$(STRONG) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
+	$(STRONG) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
 	$(STRONG) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
-	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000 --methods ce kd lelp
 	$(STRONG) report
 	$(BIN)/python benchmarks/perf.py --only memory
 	$(BIN)/python benchmarks/perf.py --only cached_vs_online_kd_mpnet
