@@ -109,3 +109,13 @@ def test_the_flat_students_export_is_a_plain_model_with_measured_agreement(proje
     assert results["test_accuracy"] == pytest.approx(exported_accuracy, abs=1e-12)
     # The agreement compares the export with the flat head's own predictions (the trainer's).
     assert 0.0 <= results["export_agreement"] <= 1.0 and "test_trainer_accuracy" in results
+
+
+def test_a_checkpoint_of_one_head_does_not_resume_into_the_other(tmp_path):
+    from hf_lelp.resume import run_fingerprint
+
+    flat, factorized = (
+        run_fingerprint(LELPConfig(output_dir=str(tmp_path), subclass_head=head, use_cpu=True), {}, None, 10)
+        for head in ("flat", "factorized")
+    )
+    assert flat["subclass_head"] == "flat" and flat != factorized
