@@ -32,8 +32,8 @@ STUDENT_LAYERS = 2
 # Fixed for every method (ours): the demo config's batch and warm-up; epochs as the demo's.
 FIXED = {"num_train_epochs": 4, "per_device_train_batch_size": 32}
 GRID = {
-    "ce": [{"learning_rate": lr} for lr in (1e-4, 3e-4)],
-    "kd": [{"learning_rate": lr, "temperature": 4.0} for lr in (1e-4, 3e-4)],
+    "ce": [{"learning_rate": lr} for lr in (1e-4, 3e-4, 1e-3)],
+    "kd": [{"learning_rate": lr, "temperature": 4.0} for lr in (1e-4, 3e-4, 1e-3)],
 }
 SUBCLASS_GRID = [{"num_subclasses": s, "subclass_temperature": b} for s, b in ((2, 1.0), (2, 2.0), (4, 1.0))]
 FLAT = {"subclass_head": "flat"}
