@@ -35,7 +35,13 @@ from .losses import (
     pkt_loss,
     rkd_loss,
 )
-from .modeling import FEATURE_REGRESSOR, attach_feature_regressor, attach_subclass_head, auxiliary_module
+from .modeling import (
+    FEATURE_REGRESSOR,
+    attach_feature_regressor,
+    attach_subclass_head,
+    auxiliary_module,
+    start_classifier_at_flat_head,
+)
 from .projections import FitOptions, fit_projections, load_or_fit_projections
 from .subclasses import fit_kmeans_subclasses, oracle_subclasses
 
@@ -206,7 +212,9 @@ def subclass_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
     if flat and batch.export_logits is not None:
         num_labels = batch.class_logits.shape[1]
         head_classes = flat_class_logits(batch.subclass_logits.detach(), num_labels, source.num_members)
-        loss = loss + export_fit_loss(batch.export_logits, head_classes)
+        # Scaled like the soft loss: under one gradient-norm clip, an unscaled term would barely move the layer.
+        fit_scale = args.temperature**2 if args.scale_by_temperature_squared else 1.0
+        loss = loss + fit_scale * export_fit_loss(batch.export_logits, head_classes)
     return loss
 
 
@@ -234,7 +242,9 @@ def subclass_head(student, num_labels: int, args: LELPConfig, subclasses, teache
     """The C·S·K subclass head; S·K = 1 needs none (the class logits are the whole distribution)."""
     columns = subclasses.columns if subclasses is not None else 1
     if columns > 1:
-        attach_subclass_head(student, num_labels, columns, seed=args.seed)
+        head = attach_subclass_head(student, num_labels, columns, seed=args.seed)
+        if args.subclass_head == "flat":
+            start_classifier_at_flat_head(student, num_labels, head)
 
 
 def feature_regressor(student, num_labels: int, args: LELPConfig, subclasses, teacher_size) -> None:

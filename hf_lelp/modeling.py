@@ -132,6 +132,17 @@ def attach_subclass_head(model: nn.Module, num_labels: int, num_subclasses: int,
     return head
 
 
+def start_classifier_at_flat_head(model: nn.Module, num_labels: int, head: nn.Linear) -> None:
+    """For the paper's flat head: start the exported C-class layer at the mean of each class's subclass rows, the
+    first-order approximation of p_c = Σ_s q_{c,s} (log Σ_s e^{z_s} ≈ log S + mean_s z_s when the z_s are close), so
+    that the export follows the head from the first step; training then fits it (`export_fit_loss`)."""
+    _, classifier = find_output_layer(model, num_labels)
+    with torch.no_grad():
+        classifier.weight.copy_(head.weight.view(num_labels, -1, head.in_features).mean(1))
+        if classifier.bias is not None:
+            classifier.bias.copy_(head.bias.view(num_labels, -1).mean(1))
+
+
 FEATURE_REGRESSOR = "lelp_feature_regressor"
 # Training-only modules: stripped from every export, kept as side files so that checkpoints resume exactly.
 AUXILIARY_FILES = {SUBCLASS_HEAD: SUBCLASS_HEAD_FILE, FEATURE_REGRESSOR: "lelp_feature_regressor.safetensors"}

@@ -119,3 +119,18 @@ def test_a_checkpoint_of_one_head_does_not_resume_into_the_other(tmp_path):
         for head in ("flat", "factorized")
     )
     assert flat["subclass_head"] == "flat" and flat != factorized
+
+
+def test_the_export_layer_starts_at_the_mean_of_each_class_subclass_rows(tmp_path):
+    from benchmarks.harness.embedding_student import embedding_student
+    from hf_lelp.methods import subclass_head
+
+    class Source:
+        columns = 3
+
+    model = embedding_student(4, ["a", "b"], hidden_size=8)
+    args = LELPConfig(output_dir=str(tmp_path), subclass_head="flat", num_subclasses=3, use_cpu=True)
+    subclass_head(model, 2, args, Source(), 16)
+    head = model.lelp_subclass_head
+    torch.testing.assert_close(model.classifier.weight, head.weight.view(2, 3, -1).mean(1))
+    torch.testing.assert_close(model.classifier.bias, head.bias.view(2, 3).mean(1))

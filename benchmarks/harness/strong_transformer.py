@@ -94,6 +94,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
         "split": split,
         "hparams": hparams,
         "accuracy": results[f"{split}_accuracy"],
+        "trainer_accuracy": results.get(f"{split}_trainer_accuracy"),  # the head's own (flat: before export)
         "macro_f1": results[f"{split}_macro_f1"],
         "export_agreement": results.get("export_agreement"),
         "train_seconds": results["train_seconds"],
@@ -176,6 +177,7 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
                     (prepared.folder, PAPER_METHOD, {**chosen[PAPER_METHOD], **FLAT}, s, "test") for s in args.seeds
                 ]
             rows = runs.run(jobs)
+            trials = trials or [r for r in runs.rows if r["split"] == "validation"]  # a resumed size
         finally:
             runs.close()
         result = {
