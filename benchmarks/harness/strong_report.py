@@ -81,19 +81,22 @@ def curve_table(results: list[dict]) -> list[str]:
 
 def head_table(results: list[dict]) -> list[str]:
     lines = [
-        "| track | teacher | transfer size | factorised (ours) | paper's C·S head | paper − ours | export agreement "
-        "(paper's head) |",
-        "|---|---|---|---|---|---|---|",
+        "| track | teacher | transfer size | factorised (ours) | paper's C·S head | paper − ours "
+        "| paper's head before export | export agreement (paper's head) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ours, paper = method_stats(r).get("lelp"), head_stats(r)
         if not paper:
             continue
-        agreement = [x.get("export_agreement") for x in r.get("paper_head_runs", []) if x.get("export_agreement")]
-        agree = f"{np.mean(agreement):.4f} (min {min(agreement):.4f})" if agreement else "not measured (MLP track)"
+        flat_runs = r.get("paper_head_runs", [])
+        agreement = [x["export_agreement"] for x in flat_runs if x.get("export_agreement") is not None]
+        agree = f"{np.mean(agreement):.4f} (min {min(agreement):.4f})" if agreement else "no export (MLP track)"
+        own = [x for x in flat_runs if x.get("trainer_accuracy") is not None]
+        before = _cell(_stats(own, "trainer_accuracy")) if own else "as measured (MLP track: no export)"
         lines.append(
             f"| {r['_track']} | {r['_teacher']} | {r['_size']} | {_cell(ours)} | {_cell(paper)} | "
-            f"{_gap_cell(gap(paper, ours))} | {agree} |"
+            f"{_gap_cell(gap(paper, ours))} | {before} | {agree} |"
         )
     return lines
 
