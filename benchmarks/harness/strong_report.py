@@ -196,8 +196,8 @@ READING = (
     "student: the trainable 2-layer student stays far below the mpnet teacher (compare the teacher table) within a "
     "4-epoch CPU budget, and KD itself is close to CE; LELP asks the same few examples to also fit within-class "
     "structure, which cost accuracy at the smallest size. (3) The head: the paper's single C·S layer was worse than "
-    "our factorised head at the smaller sizes and level with it at the largest MLP size, and the plain C-class model exported from it follows it only partly "
-    "(the agreement column), so the factorised head stays the default. Whether LELP gains with a transfer set of "
+    "our factorised head at the smaller sizes and level with it at the largest MLP size, and the plain C-class "
+    "model exported from it follows it only partly (the agreement column), so the factorised head stays the default. Whether LELP gains with a transfer set of "
     "the paper's size is not answered by these CPU runs; the prepared GPU run is the next step."
 )
 
