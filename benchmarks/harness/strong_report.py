@@ -190,15 +190,16 @@ def answer(results: list[dict]) -> list[str]:
 READING = (
     "Why, as far as these runs show. The paper's gains came from ALBERT-XXL → ALBERT-Base on 0.5–1.6 M transfer "
     "examples; here the largest transfer set has under 10 k, and three things differ. (1) Size: on the MLP track "
-    "LELP's standing against CE rises with the transfer-set size (see the LELP − CE curve), while against KD it "
-    "stays within noise at every size: at these sizes the pseudo-subclass targets gave the student no more usable"
-    " signal than the teacher's class probabilities. (2) The student: the trainable 2-layer student stays far "
-    "below the mpnet teacher (compare the teacher table) within a 4-epoch CPU budget, and KD itself is close to "
-    "CE; LELP asks the same few examples to also fit within-class structure, which cost accuracy at the smallest "
-    "size. (3) The head: the paper's single C·S layer was worse than our factorised head at the smaller sizes and"
-    " level with it at the largest MLP size, and the plain C-class model exported from it follows it only partly "
-    "(the agreement column), so the factorised head stays the default. Whether LELP gains with a transfer set of "
-    "the paper's size is not answered by these CPU runs; the prepared GPU run is the next step."
+    "LELP's standing against CE rises with the transfer-set size for both teachers (see the LELP − CE curve), "
+    "while against KD it stays within noise at every size: at these sizes the pseudo-subclass targets gave the "
+    "student no more usable signal than the teacher's class probabilities. (2) The student: the trainable 2-layer"
+    " student stays far below the mpnet teacher (compare the teacher table) within a 4-epoch CPU budget, and KD "
+    "itself is close to CE; LELP asks the same few examples to also fit within-class structure, which cost "
+    "accuracy at the smallest size. (3) The head: the paper's single C·S layer was never ahead of our factorised "
+    "head beyond noise and was behind it in several settings (the head table), and the plain C-class model "
+    "exported from it follows it only partly (the agreement column), so the factorised head stays the default. "
+    "Whether LELP gains with a transfer set of the paper's size is not answered by these CPU runs; the prepared "
+    "GPU run is the next step."
 )
 
 
