@@ -63,18 +63,26 @@ benchmark: $(BIN)/.installed
 		--dataset 20newsgroups_4class-benchmark --train_file runs/benchmark/20newsgroups_4class/data/train.jsonl \
 		--fine_label_column fine_label --num_subclasses 4 --output_dir benchmarks/explore_20newsgroups_4class
 
-# Issue #14 on the 2-core CPU (hours; each stage resumes where it stopped, wall times in
+# Issue #14 on the 2-core CPU (hours; Rotten Tomatoes and tweets; each stage resumes where it stopped, wall times in
 # benchmarks/results/strong/stages.json): mpnet and MiniLM teachers chosen on validation, the transformer track,
 # the MLP learning curves, both student heads; then RESULTS.md and the performance rows of the big teacher.
-STRONG := $(BIN)/python benchmarks/strong_teacher.py --dataset rotten_tomatoes
+STRONG := $(BIN)/python benchmarks/strong_teacher.py
+RT := $(STRONG) --dataset rotten_tomatoes
+TWEETS := $(STRONG) --dataset tweets
 benchmark-strong: $(BIN)/.installed
 	$(BIN)/hf-lelp install-assets --mpnet
-	$(STRONG) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
-	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000
-	$(STRONG) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
-	$(STRONG) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000 --methods ce kd lelp
-	$(STRONG) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 10000
-	$(STRONG) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 10000
+	$(RT) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
+	$(RT) transformer --teacher all-mpnet-base-v2 --sizes 1000
+	$(RT) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000
+	$(RT) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000
+	$(RT) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
+	$(RT) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
+	$(TWEETS) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000 30000
+	$(TWEETS) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000 30000
+	$(TWEETS) transformer --teacher all-mpnet-base-v2 --sizes 1000
+	$(TWEETS) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000 30000
+	$(TWEETS) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000 30000
+	$(TWEETS) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000 --methods ce kd lelp
 	$(STRONG) report
 	$(BIN)/python benchmarks/perf.py --only memory
 	$(BIN)/python benchmarks/perf.py --only cached_vs_online_kd_mpnet

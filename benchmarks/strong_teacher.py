@@ -5,7 +5,7 @@ Stages (each resumable: a finished step is skipped; wall times go to benchmarks/
     prepare      teacher chosen on validation (learning rate, epochs), its cache, nested transfer sets
     mlp_curve    MLP track (frozen MiniLM-2 features) at every transfer size: validation search, 3 seeds on test
     transformer  trainable 2-layer MiniLM student, fine-tuned end to end, at the given sizes
-    report       benchmarks/STRONG_TEACHER.md section data and the learning-curve plot
+    report       the "When does LELP help?" section of benchmarks/RESULTS.md and the learning-curve plot
 
     python benchmarks/strong_teacher.py prepare --dataset rotten_tomatoes --teacher all-mpnet-base-v2
     python benchmarks/strong_teacher.py mlp_curve --dataset rotten_tomatoes --teacher all-mpnet-base-v2

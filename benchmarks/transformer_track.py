@@ -24,11 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from benchmarks.harness.machine import machine_info  # noqa: E402
 from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
+from benchmarks.harness.student_job import distill_student  # noqa: E402
 from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
-from hf_lelp.config import LELPConfig  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
 from hf_lelp.methods import get_method, registered_methods  # noqa: E402
-from hf_lelp.workflow import run_distillation  # noqa: E402
 
 # The demo config's training settings (recipes/configs/distill_rotten_tomatoes.yaml), for every method.
 DEMO_SETTINGS = {"learning_rate": 3e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32}
@@ -78,20 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 cache_dir=os.path.join(folder, "teacher_cache"),
             )
             output_dir = os.path.join(folder, "transformer_track", f"{method}-seed{seed}")
-            training = LELPConfig(
-                output_dir=output_dir,
-                method=method,
-                seed=seed,
-                projection_seed=seed,
-                per_device_eval_batch_size=64,
-                warmup_steps=10,
-                save_strategy="no",
-                eval_strategy="no",
-                report_to="none",
-                disable_tqdm=True,
-                **hparams,
-            )
-            results = run_distillation(data_args, model_args, training)
+            results = distill_student(data_args, model_args, method, seed, hparams, output_dir=output_dir)
             runs.append(
                 {
                     "method": method,

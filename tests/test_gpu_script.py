@@ -81,7 +81,8 @@ def test_scripts_pass_bash_syntax_check():
 def test_every_path_the_scripts_name_exists(steps):
     pattern = re.compile(r"\b((?:recipes|benchmarks|tests|hf_lelp)/[\w./-]+\.(?:py|yaml|yml|json|sh))\b")
     named = set()
-    for path in (RUN_SH, FETCH_SH, STEPS_PY):
+    steps_modules = sorted(os.path.join(GPU, name) for name in os.listdir(GPU) if name.endswith(".py"))
+    for path in (RUN_SH, FETCH_SH, *steps_modules):  # steps.py and its steps_*.py modules
         named |= set(pattern.findall(read(path)))
     named |= {steps.DISTILL, steps.TRAIN_TEACHER, steps.CACHE_TEACHER, steps.PERF, steps.MLP_RESULTS, steps.STEPS}
     named |= set(steps.ACCELERATE_CONFIGS.values())

@@ -109,7 +109,8 @@ def test_report_section_and_plot(study):
     root, _, report = study
     text = report.read_text()
     assert "## When does LELP help?" in text and "### The paper's C·S head against ours" in text
-    assert f"| mlp | {TEACHER} | 120 |" in text and f"| transformer | {TEACHER} | 40 |" in text
+    assert f"| rotten_tomatoes | mlp | {TEACHER} | 120 |" in text
+    assert f"| rotten_tomatoes | transformer | {TEACHER} | 40 |" in text
     assert (root / "plots" / "strong_learning_curve.png").stat().st_size > 0
     stages = _json(root / "results" / "strong" / "stages.json")
     assert {k.split(":")[0] for k in stages} == {"mlp_curve", "transformer"}
@@ -126,3 +127,20 @@ def test_a_rerun_resumes_without_redoing_finished_work(study):
     paths = ["--work_dir", str(root / "work"), "--results_dir", str(results)]
     with pytest.raises(ValueError, match="prepared with other options"):
         strong_teacher.main(["prepare", *other, *paths])
+
+
+def test_asking_a_finished_size_for_more_methods_runs_only_the_missing_ones(study):
+    root, run, _ = study
+    stem = root / "results" / "strong" / f"rotten_tomatoes_{TEACHER}_transformer_n40"
+    before, progress = _json(f"{stem}.json"), _json(f"{stem}.progress.json")
+    run("transformer", "--sizes", "40", "--search", "smoke", "--seeds", "0", "--methods", "kd", "lelp", "random")
+    after = _json(f"{stem}.json")
+    assert [r["method"] for r in after["runs"]] == ["kd", "lelp", "random"]
+    assert after["runs"][:2] == before["runs"]  # the finished runs are kept, not rerun
+    assert _json(f"{stem}.progress.json")[: len(progress)] == progress
+    assert len(_json(f"{stem}.progress.json")) == len(progress) + 1
+    assert after["chosen"] == {**before["chosen"], "random": before["chosen"]["lelp"]}  # LELP's (S, β)
+    assert after["wall_seconds"] > before["wall_seconds"]
+    # CE's learning rate was never searched: asking for it now is refused, not skipped
+    with pytest.raises(ValueError, match="without ce: its learning rate was never searched"):
+        run("transformer", "--sizes", "40", "--search", "smoke", "--seeds", "0", "--methods", "ce", "kd", "lelp")

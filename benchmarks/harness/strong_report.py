@@ -62,16 +62,16 @@ def head_stats(result: dict) -> tuple[float, float, int] | None:
 
 def curve_table(results: list[dict]) -> list[str]:
     lines = [
-        "| track | teacher | transfer size | "
+        "| dataset | track | teacher | transfer size | "
         + " | ".join(METHODS)
         + " | LELP, paper's head | LELP − KD | LELP − CE |",
-        "|---" * (len(METHODS) + 6) + "|",
+        "|---" * (len(METHODS) + 7) + "|",
     ]
     for r in results:
         s = method_stats(r)
         cells = [_cell(s.get(m)) for m in METHODS]
         lines.append(
-            f"| {r['_track']} | {r['_teacher']} | {r['_size']} | "
+            f"| {r['dataset']} | {r['_track']} | {r['_teacher']} | {r['_size']} | "
             + " | ".join(cells)
             + f" | {_cell(head_stats(r))} | {_gap_cell(gap(s.get('lelp'), s.get('kd')))} | "
             f"{_gap_cell(gap(s.get('lelp'), s.get('ce')))} |"
@@ -81,9 +81,9 @@ def curve_table(results: list[dict]) -> list[str]:
 
 def head_table(results: list[dict]) -> list[str]:
     lines = [
-        "| track | teacher | transfer size | factorised (ours) | paper's C·S head | paper − ours "
+        "| dataset | track | teacher | transfer size | factorised (ours) | paper's C·S head | paper − ours "
         "| paper's head before export | export agreement (paper's head) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ours, paper = method_stats(r).get("lelp"), head_stats(r)
@@ -95,7 +95,7 @@ def head_table(results: list[dict]) -> list[str]:
         own = [x for x in flat_runs if x.get("trainer_accuracy") is not None]
         before = _cell(_stats(own, "trainer_accuracy")) if own else "as measured (MLP track: no export)"
         lines.append(
-            f"| {r['_track']} | {r['_teacher']} | {r['_size']} | {_cell(ours)} | {_cell(paper)} | "
+            f"| {r['dataset']} | {r['_track']} | {r['_teacher']} | {r['_size']} | {_cell(ours)} | {_cell(paper)} | "
             f"{_gap_cell(gap(paper, ours))} | {before} | {agree} |"
         )
     return lines
@@ -159,6 +159,10 @@ def plot_curve(results: list[dict], path: str) -> bool:
     return True
 
 
+def setting(result: dict) -> str:
+    return f"{result['dataset']}, {result['_teacher']}, n={result['_size']}"
+
+
 def answer(results: list[dict]) -> list[str]:
     """The plain answer, counted from the verdicts (no figure typed by hand)."""
     lines = []
@@ -168,15 +172,15 @@ def answer(results: list[dict]) -> list[str]:
             continue
         verdicts = [gap(method_stats(r).get("lelp"), method_stats(r).get("kd")) for r in chosen]
         verdicts = [(r, g) for r, g in zip(chosen, verdicts) if g]
-        ahead = [f"{r['_teacher']} n={r['_size']} ({g[0]:+.2f})" for r, g in verdicts if g[2] == "ahead"]
-        behind = [f"{r['_teacher']} n={r['_size']} ({g[0]:+.2f})" for r, g in verdicts if g[2] == "behind"]
+        ahead = [f"{setting(r)} ({g[0]:+.2f})" for r, g in verdicts if g[2] == "ahead"]
+        behind = [f"{setting(r)} ({g[0]:+.2f})" for r, g in verdicts if g[2] == "behind"]
         best = max(verdicts, key=lambda item: item[1][0])
         lines.append(
             f"- {track} track: LELP − KD beyond noise in {len(ahead)} of {len(verdicts)} settings"
             + (f" ({'; '.join(ahead)})" if ahead else "")
             + f", behind beyond noise in {len(behind)}"
             + (f" ({'; '.join(behind)})" if behind else "")
-            + f"; largest gap {best[1][0]:+.2f} points ({best[0]['_teacher']}, n={best[0]['_size']}). "
+            + f"; largest gap {best[1][0]:+.2f} points ({setting(best[0])}). "
             + (
                 "The ≥ 1 point goal is met."
                 if best[1][0] >= 1 and best[1][2] == "ahead"

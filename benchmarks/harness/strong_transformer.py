@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -25,6 +23,7 @@ from .curve import teacher_choice
 from .machine import machine_info
 from .prepare import PreparedDataset
 from .search import PAPER_METHOD, select
+from .student_job import distill_student
 
 logger = logging.getLogger(__name__)
 STUDENT = "all-MiniLM-L6-v2"
@@ -51,8 +50,6 @@ def _init_worker() -> None:
 def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict:
     """One student trained by run_distillation; metrics of its reloaded export on `split`."""
     from hf_lelp.cli import DataArguments, ModelArguments
-    from hf_lelp.config import LELPConfig
-    from hf_lelp.workflow import run_distillation
 
     prepared = PreparedDataset.load(folder)
     data_args = DataArguments(
@@ -69,25 +66,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
         student_num_layers=STUDENT_LAYERS,
         cache_dir=os.path.join(folder, "teacher_cache"),
     )
-    output_dir = tempfile.mkdtemp(prefix="strong-transformer-")
-    try:
-        training = LELPConfig(
-            output_dir=output_dir,
-            method=method,
-            seed=seed,
-            projection_seed=seed,
-            per_device_eval_batch_size=64,
-            warmup_steps=10,
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=True,
-            **{**FIXED, **hparams},
-        )
-        results = run_distillation(data_args, model_args, training)
-    finally:
-        shutil.rmtree(output_dir, ignore_errors=True)
+    results = distill_student(data_args, model_args, method, seed, hparams, use_cpu=True, **FIXED)
     return {
         "method": method,
         "seed": seed,
@@ -149,6 +128,28 @@ def choose(
     return chosen, trials
 
 
+def with_requested_methods(chosen: dict[str, dict], methods: list[str], chosen_path: str) -> dict[str, dict]:
+    """The choices of an earlier search, completed for methods asked for since: the pseudo-subclass ablations take
+    LELP's (S, β) as in `choose`; a method with a search of its own that did not run is refused, not skipped."""
+    missing = [m for m in methods if m not in chosen and m in GRID]
+    if missing:
+        raise ValueError(
+            f"{chosen_path} was chosen without {', '.join(missing)}: its learning rate was never searched. Delete "
+            "that file (and the size's .json) to search again with every method, or drop the method."
+        )
+    return {**{m: chosen[PAPER_METHOD] for m in methods}, **chosen}
+
+
+def _finished(stem: str, methods: list[str]) -> dict | None:
+    """None when the size's JSON holds every requested method; else the earlier JSON ({} if none), so that a call
+    asking for more methods computes only the missing runs (the progress file keeps the others)."""
+    if not os.path.isfile(f"{stem}.json"):
+        return {}
+    with open(f"{stem}.json", encoding="utf-8") as handle:
+        earlier = json.load(handle)
+    return None if set(methods) <= {r["method"] for r in earlier["runs"]} else earlier
+
+
 def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: str) -> None:
     sizes = sorted(min(size, max(transfer_sets)) for size in args.sizes)
     chosen_path = os.path.join(
@@ -161,7 +162,8 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
     for size in sizes:
         prepared = transfer_sets[size]
         stem = os.path.join(args.results_dir, f"{args.dataset}_{os.path.basename(args.teacher)}_transformer_n{size}")
-        if os.path.isfile(f"{stem}.json"):
+        earlier = _finished(stem, args.methods)
+        if earlier is None:
             continue
         start = time.time()
         runs = Runs(f"{stem}.progress.json", args.workers)
@@ -170,7 +172,8 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
             if chosen is None:
                 chosen, trials = choose(runs, prepared.folder, args.methods, args.seeds[0], args.search == "smoke")
                 write_json_atomic(chosen_path, {"chosen_at_size": size, "chosen": chosen})
-            methods = [m for m in args.methods if m in chosen]
+            methods = args.methods
+            chosen = with_requested_methods(chosen, methods, chosen_path)
             jobs = [(prepared.folder, m, chosen[m], s, "test") for m in methods for s in args.seeds]
             if PAPER_METHOD in chosen:
                 jobs += [
@@ -206,6 +209,7 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
             "selection": {"split": "validation", "trials": trials},
             "command": command,
             "machine": {**machine_info(), "student_processes": args.workers, "threads_per_student": 1},
-            "wall_seconds": time.time() - start,
+            # a size rerun for more methods adds its time to the earlier call's
+            "wall_seconds": earlier.get("wall_seconds", 0.0) + time.time() - start,
         }
         write_json_atomic(f"{stem}.json", result)
