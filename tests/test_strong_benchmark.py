@@ -111,6 +111,8 @@ def test_report_section_and_plot(study):
     assert "## When does LELP help?" in text and "### The paper's C·S head against ours" in text
     assert f"| rotten_tomatoes | mlp | {TEACHER} | 120 |" in text
     assert f"| rotten_tomatoes | transformer | {TEACHER} | 40 |" in text
+    search = text.split("### The transformer track's validation search")[1].split("\n\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[3] for row in search] == ["kd", "lelp"]  # one smoke trial each, on validation
     assert (root / "plots" / "strong_learning_curve.png").stat().st_size > 0
     stages = _json(root / "results" / "strong" / "stages.json")
     assert {k.split(":")[0] for k in stages} == {"mlp_curve", "transformer"}
