@@ -229,10 +229,9 @@ READING = (
     "tweets the CE student ends above the teacher itself (compare the teacher table): there LELP − CE measures the "
     "teacher's label budget, and LELP − KD is the comparison that isolates the method. (3) The student: the "
     "trainable 2-layer student stays far below the mpnet teacher within a 4-epoch CPU budget (the validation search "
-    "shows how short that budget is: at the lowest learning rate every method stays near chance), and KD itself is "
+    "shows how short that budget is: at the lowest learning rate CE and KD stay near chance), and KD itself is "
     "close to CE; LELP asks the same few steps to also fit within-class structure, which cost accuracy at the "
-    "smallest size. (4) The head: the paper's single C·S layer was never ahead of our factorised head beyond noise "
-    "and was behind it in several settings (the head table), and the plain C-class model exported from it follows "
+    "smallest size. (4) The head: {head} (the head table), and the plain C-class model exported from it follows "
     "it only partly (the agreement column), so the factorised head stays the default. Whether LELP gains with a "
     "transfer set of the paper's size and a teacher trained on all the labels is not answered by these CPU runs; "
     "the prepared GPU run is the next step."
@@ -246,6 +245,18 @@ def missing_teachers(results: list[dict]) -> str:
     return (
         " The MiniLM-L6 teacher's curve has not been run yet (`make benchmark-strong` lists it); the MLP benchmark "
         "above has that teacher at 2,000 transfer examples."
+    )
+
+
+def head_reading(results: list[dict]) -> str:
+    """How the paper's C·S head compares with ours, counted from the head table's verdicts."""
+    verdicts = [(r, gap(head_stats(r), method_stats(r).get("lelp"))) for r in results if head_stats(r)]
+    ahead = [setting(r) for r, g in verdicts if g and g[2] == "ahead"]
+    behind = [r for r, g in verdicts if g and g[2] == "behind"]
+    where = f" ({'; '.join(ahead)})" if ahead else ""
+    return (
+        f"the paper's single C·S layer was ahead of our factorised head beyond noise in {len(ahead)} of "
+        f"{len(verdicts)} settings{where} and behind it in {len(behind)}"
     )
 
 
@@ -290,7 +301,7 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
         "",
         *answer(results),
         "",
-        READING,
+        READING.format(head=head_reading(results)),
         "",
         "### Teachers (learning rate and epoch chosen on validation)",
         "",
