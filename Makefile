@@ -77,6 +77,7 @@ benchmark-strong: $(BIN)/.installed
 	$(RT) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000 --methods ce kd lelp
 	$(RT) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
 	$(RT) mlp_curve --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000
+	$(RT) transformer --teacher all-mpnet-base-v2 --sizes 1000 3000
 	$(TWEETS) prepare --teacher all-mpnet-base-v2 --sizes 1000 3000 10000 30000
 	$(TWEETS) mlp_curve --teacher all-mpnet-base-v2 --sizes 1000 3000 10000 30000
 	$(TWEETS) prepare --teacher all-MiniLM-L6-v2 --sizes 1000 3000 10000 30000
