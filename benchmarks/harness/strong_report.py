@@ -185,6 +185,10 @@ def plot_curve(results: list[dict], path: str) -> bool:
     return True
 
 
+def search_seeds(results: list[dict]) -> str:
+    return ", ".join(str(s) for s in sorted({r["search"]["seed"] for r in results if "search" in r}))
+
+
 def setting(result: dict) -> str:
     return f"{result['dataset']}, {result['_teacher']}, n={result['_size']}"
 
@@ -216,19 +220,23 @@ def answer(results: list[dict]) -> list[str]:
     return lines
 
 
-# What the tables show about *why* (written from them; every figure is in the tables below, none here).
+# What the tables show about *why* (written from them). Its figures are the paper's or filled in from the result
+# files and the track's fixed settings, never typed.
 READING = (
     "Why, as far as these runs show. The paper's gains came from ALBERT-XXL → ALBERT-Base on 0.5–1.6 M transfer "
-    "examples, with the teacher trained on all the labelled data. Here the largest transfer set has about 29 k "
-    "examples (tweets), and four things differ. (1) Size: on the MLP track LELP − KD stays small at every size, for "
+    "examples, with the teacher trained on all the labelled data. Here the largest transfer set has {largest} "
+    "examples ({largest_dataset}), and four things differ. (1) Size: on the MLP track LELP − KD stays small at "
+    "every size, for "
     "both teachers and both datasets, and shows no trend with the transfer-set size (the LELP − KD curve): at these "
     "sizes the pseudo-subclass targets gave the student no more usable signal than the teacher's class "
-    "probabilities. (2) Labels: each teacher learns from 2,000 labelled rows (a CPU budget), while CE trains on the "
+    "probabilities. (2) Labels: each teacher learns from {teacher_rows} labelled rows (a CPU budget), while CE "
+    "trains on the "
     "true labels of the whole transfer set and KD and LELP follow the teacher alone (no label term, as in the "
     "paper). Once the transfer set is several times the teacher's labelled rows, CE overtakes KD and LELP, and on "
     "tweets the CE student ends above the teacher itself (compare the teacher table): there LELP − CE measures the "
     "teacher's label budget, and LELP − KD is the comparison that isolates the method. (3) The student: the "
-    "trainable 2-layer student stays far below the mpnet teacher within a 4-epoch CPU budget (the validation search "
+    "trainable 2-layer student stays far below the mpnet teacher within a {epochs}-epoch CPU budget (the "
+    "validation search "
     "shows how short that budget is: at the lowest learning rate CE and KD stay near chance), and KD itself is "
     "close to CE; LELP asks the same few steps to also fit within-class structure, which cost accuracy at the "
     "smallest size. (4) The head: {head} (the head table), and the plain C-class model exported from it follows "
@@ -246,6 +254,19 @@ def missing_teachers(results: list[dict]) -> str:
         " The MiniLM-L6 teacher's curve has not been run yet (`make benchmark-strong` lists it); the MLP benchmark "
         "above has that teacher at 2,000 transfer examples."
     )
+
+
+def reading_figures(results: list[dict]) -> dict[str, str]:
+    """The study's own figures that the reading quotes: the largest transfer set, the teacher's labelled rows and the
+    transformer track's epochs."""
+    largest = max(results, key=lambda r: r["_size"])
+    rows = sorted({r["prepare_options"]["teacher_rows"] for r in results if "prepare_options" in r})
+    return {
+        "largest": f"{largest['_size']:,}",
+        "largest_dataset": largest["dataset"],
+        "teacher_rows": " or ".join(f"{n:,}" for n in rows) or "a few",
+        "epochs": str(FIXED["num_train_epochs"]),
+    }
 
 
 def head_reading(results: list[dict]) -> str:
@@ -290,7 +311,7 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     out = ["## When does LELP help?", ""]
     out += [
         "Issue #14 measured, on the 2-core CPU, the regime of the paper's gains: a strong teacher "
-        "(all-mpnet-base-v2 fine-tuned, 110M parameters), a student that is trained end to "
+        "(all-mpnet-base-v2 fine-tuned, 110M parameters) next to the MiniLM-L6 one, a student that is trained end to "
         "end (all-MiniLM-L6-v2 cut to 2 layers) next to the frozen-feature MLP, and transfer sets of growing size, "
         f"on {datasets_line(results)}. "
         "Every hyperparameter was chosen on the validation split (500 examples); test (1,000) only reports. "
@@ -301,7 +322,7 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
         "",
         *answer(results),
         "",
-        READING.format(head=head_reading(results)),
+        READING.format(head=head_reading(results), **reading_figures(results)),
         "",
         "### Teachers (learning rate and epoch chosen on validation)",
         "",
@@ -318,7 +339,8 @@ def section(strong_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     search = search_table(results)
     if search:
         out += [
-            f"### The transformer track's validation search (seed 0; the fixed budget: {FIXED_BUDGET})",
+            f"### The transformer track's validation search (seed {search_seeds(results)}; the fixed budget: "
+            f"{FIXED_BUDGET})",
             "",
             *search,
             "",

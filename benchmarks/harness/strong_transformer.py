@@ -172,9 +172,8 @@ def transformer_track(transfer_sets: dict[int, PreparedDataset], args, command: 
             if chosen is None:
                 chosen, trials = choose(runs, prepared.folder, args.methods, args.seeds[0], args.search == "smoke")
                 write_json_atomic(chosen_path, {"chosen_at_size": size, "chosen": chosen})
-            methods = args.methods
-            chosen = with_requested_methods(chosen, methods, chosen_path)
-            jobs = [(prepared.folder, m, chosen[m], s, "test") for m in methods for s in args.seeds]
+            chosen = with_requested_methods(chosen, args.methods, chosen_path)
+            jobs = [(prepared.folder, m, chosen[m], s, "test") for m in args.methods for s in args.seeds]
             if PAPER_METHOD in chosen:
                 jobs += [
                     (prepared.folder, PAPER_METHOD, {**chosen[PAPER_METHOD], **FLAT}, s, "test") for s in args.seeds
