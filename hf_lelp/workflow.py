@@ -160,7 +160,6 @@ def _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, arg
 def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> str:
     """Where a cache lives when --cache_dir is not given: never inside output_dir (which is what gets published),
     but under $HF_LELP_CACHE (default ~/.cache/hf_lelp), keyed by the teacher, the data and the cache options."""
-    home = os.environ.get("HF_LELP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hf_lelp")
     teacher = resolve_model(model_args.teacher)
     key = {
         "teacher": os.path.abspath(teacher) if os.path.exists(teacher) else teacher,
@@ -172,6 +171,13 @@ def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> s
         "text": [data_args.text_column, data_args.label_column, data_args.class_names],
         "cache": [data_args.max_length, model_args.cache_dtype, model_args.teacher_head_module],
     }
+    return teacher_cache_folder(teacher, key)
+
+
+def teacher_cache_folder(teacher: str, key: dict) -> str:
+    """$HF_LELP_CACHE/teacher_caches/<teacher>-<hash of key>: the default cache folder of the CLI and of the
+    one-call Python API (hf_lelp.one_call), which keys it by content."""
+    home = os.environ.get("HF_LELP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hf_lelp")
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = os.path.basename(os.path.normpath(teacher)) or "teacher"
     return os.path.join(home, "teacher_caches", f"{name}-{digest}")
