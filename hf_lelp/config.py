@@ -113,6 +113,7 @@ class LELPConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        drop_masked_tokens(self)
         super().__post_init__()
         if self.dataloader_pin_memory and not _has_accelerator(self.use_cpu):
             # Pinning needs an accelerator; without one torch only warns at every dataloader (a no-op otherwise).
@@ -177,3 +178,12 @@ def _has_accelerator(use_cpu: bool) -> bool:
     if accelerator is not None:
         return accelerator.is_available()
     return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def drop_masked_tokens(args) -> None:
+    """`TrainingArguments.to_dict()` masks every `*_token` value as `<NAME>`; `LELPConfig(**args.to_dict())` must
+    not carry that placeholder as a token (it would be sent to the Hub and refused there). None falls back to the
+    login token (`hf auth login`, HF_TOKEN); pass hub_token= again to use another one."""
+    for name in [name for name in vars(args) if name.endswith("_token")]:
+        if getattr(args, name) == f"<{name.upper()}>":
+            setattr(args, name, None)

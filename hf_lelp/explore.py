@@ -34,6 +34,7 @@ from .explore_stats import (
     encode_fine_labels,
     overall_agreement,
 )
+from .extras import require
 from .io_utils import write_atomic, write_json_atomic
 from .projections import SubclassProjections
 
@@ -112,6 +113,7 @@ def write_report(
     `texts` and `fine_labels` are indexed by example id (a list by position, or a dict); both must cover every
     example id of the cache.
     """
+    require("matplotlib", "explore", "The pseudo-subclass explorer (its figures)")
     if projections.num_classes != cache.num_labels or projections.components.shape[1] != cache.hidden_size:
         raise ValueError(
             f"Projections for C={projections.num_classes}, D={projections.components.shape[1]} do not fit the cache "

@@ -25,6 +25,11 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, ratios
 
 
+def plain_text(name: str) -> str:
+    """A label shown as typed: matplotlib reads `$...$` as mathtext (and stops on invalid math) unless escaped."""
+    return str(name).replace("$", r"\$")
+
+
 def _colours(n: int):
     from matplotlib import colormaps
 
@@ -47,8 +52,9 @@ def _scatter_panel(axes, coords, codes, names, title, ratios) -> None:
     for k, name in enumerate(names):
         chosen = codes == k
         if chosen.any():
-            axes.scatter(coords[chosen, 0], coords[chosen, 1], s=6, alpha=0.6, color=colours[k], label=name)
-    axes.set_title(title, fontsize=10)
+            label = plain_text(name)
+            axes.scatter(coords[chosen, 0], coords[chosen, 1], s=6, alpha=0.6, color=colours[k], label=label)
+    axes.set_title(plain_text(title), fontsize=10)
     axes.set_xlabel(f"PC1 ({ratios[0]:.0%} of sampled variance)", fontsize=8)
     axes.set_ylabel(f"PC2 ({ratios[1]:.0%})", fontsize=8)
     axes.tick_params(labelsize=7)
@@ -83,10 +89,12 @@ def save_shares(path: str, stats: list[ClassStats], class_names: list[str]) -> N
     s = stats[0].num_subclasses
     colours = _colours(s)
     left = np.zeros(len(stats))
+    rows = np.arange(len(class_names))  # positions, not categories: two names may look alike once escaped
     for k in range(s):
         shares = np.array([st.assigned[k] / st.count if st.count else 0.0 for st in stats])
-        axes.barh(class_names, shares, left=left, color=colours[k], label=f"s{k}")
+        axes.barh(rows, shares, left=left, color=colours[k], label=f"s{k}")
         left += shares
+    axes.set_yticks(rows, [plain_text(name) for name in class_names])
     axes.set_xlim(0, 1)
     axes.invert_yaxis()
     axes.set_xlabel("share of the class's examples (hard assignment)", fontsize=8)

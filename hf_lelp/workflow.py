@@ -118,7 +118,10 @@ def ensure_teacher_cache(
     """Open the cache when it matches this run, else run the teacher once (data-parallel across processes)."""
     check_process_group(args)
     if not model_args.teacher:
-        raise ValueError(f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id).")
+        raise ValueError(
+            f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id; train one with "
+            "`hf-lelp train-teacher`)."
+        )
     cache_dir = model_args.cache_dir or default_cache_dir(data_args, model_args)
     teacher_path = resolve_model(model_args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)

@@ -28,9 +28,14 @@ def test_the_wheel_lists_every_subpackage_and_the_card_template():
         for folder, _, files in os.walk(os.path.join(ROOT, "hf_lelp"))
         if "__init__.py" in files
     }
-    assert set(setuptools["packages"]) == on_disk | {"hf_lelp.model_cards"}
+    assert set(setuptools["packages"]) == on_disk | {"hf_lelp.model_cards", "hf_lelp.configs"}
     assert setuptools["package-dir"]["hf_lelp.model_cards"] == "model_cards"
     assert os.path.isfile(os.path.join(ROOT, "model_cards", card.TEMPLATE_NAME))
+    # The example configs ship once: recipes/configs/ is the wheel's hf_lelp/configs/, every file in it.
+    assert setuptools["package-dir"]["hf_lelp.configs"] == "recipes/configs"
+    shipped = setuptools["package-data"]["hf_lelp.configs"]
+    configs = os.listdir(os.path.join(ROOT, "recipes", "configs"))
+    assert configs and all(any(name.endswith(pattern.lstrip("*")) for pattern in shipped) for name in configs)
 
 
 def test_command_lists_its_subcommands(capsys):

@@ -60,6 +60,7 @@ def build_and_install(tmp: str) -> str:
     (wheel,) = glob.glob(os.path.join(dist, "hf_lelp-*.whl"))
     listing = run([sys.executable, "-m", "zipfile", "-l", wheel], cwd=tmp).stdout
     assert "hf_lelp/model_cards/lelp_student.md.j2" in listing, listing
+    assert "hf_lelp/configs/teacher_rotten_tomatoes.yaml" in listing, listing  # `hf-lelp train-teacher NAME`
     venv = os.path.join(tmp, "venv")
     run([sys.executable, "-m", "venv", venv], cwd=tmp)
     python = os.path.join(venv, "bin", "python")
@@ -134,6 +135,8 @@ def inside(folder: str) -> None:
     run([command, "distill", "distill.yaml", "--save_strategy", "epoch"], folder, env)
     error = run([command, "distill", "missing.yaml"], folder, env, expect=2).stderr
     assert error.startswith("hf-lelp: error: Config file missing.yaml not found"), error
+    shipped = run([command, "example-config", "distill_rotten_tomatoes"], folder, env).stdout
+    assert "method: lelp" in shipped, shipped  # the README's example configs come with the wheel
     checkpoints = glob.glob(os.path.join(out, "checkpoint-*", "README.md"))
     assert checkpoints and os.path.isfile(os.path.join(out, "README.md")), os.listdir(out)
     with open(os.path.join(out, "README.md"), encoding="utf-8") as handle:

@@ -1,0 +1,104 @@
+"""The example configs shipped with the package: `hf-lelp train-teacher teacher_rotten_tomatoes` works anywhere.
+
+The files live once, in the repository's recipes/configs/, which the wheel installs as the package-data folder
+hf_lelp/configs/ (pyproject.toml); a checkout (plain or `pip install -e .`) reads them from recipes/configs/.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+from pathlib import Path
+
+from .errors import UserError
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def config_folder() -> Path:
+    packaged = Path(str(importlib.resources.files(__package__) / "configs"))
+    checkout = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+    return packaged if packaged.is_dir() else checkout
+
+
+def example_names() -> list[str]:
+    return sorted(path.stem for path in config_folder().iterdir() if path.suffix in CONFIG_SUFFIXES)
+
+
+def example_path(name: str) -> Path | None:
+    """The shipped file called `name` (with or without its suffix), or None."""
+    stem = name[: -len(Path(name).suffix)] if name.endswith(CONFIG_SUFFIXES) else name
+    for suffix in CONFIG_SUFFIXES:
+        path = config_folder() / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def command_for(name: str) -> str:
+    """The subcommand an example config is for (by the naming of the shipped files)."""
+    return "train-teacher" if name.startswith("teacher") else "distill"
+
+
+def _shipped_hint(command: str, name: str) -> str:
+    return (
+        f"hf-lelp ships the example config '{name}': run `hf-lelp {command} {name}`, or `hf-lelp example-config "
+        f"{name} --write {name}.yaml` for a copy to edit"
+    )
+
+
+def resolve_config_argument(command: str, argv: list[str]) -> list[str]:
+    """argv with a shipped config's name (first argument, or the value of --config) replaced by its path.
+
+    An existing file always wins; a missing path whose file name is a shipped example says how to get it."""
+    argv = list(argv)
+    index = argv.index("--config") + 1 if "--config" in argv else 0
+    if index >= len(argv) or argv[index].startswith("-") or os.path.exists(argv[index]):
+        return argv
+    given = argv[index]
+    if os.sep not in given and "/" not in given and example_path(given) is not None:
+        argv[index] = str(example_path(given))
+        return argv
+    shipped = example_path(os.path.basename(given))
+    if given.endswith(CONFIG_SUFFIXES):
+        if shipped is None:
+            return argv  # the config reader says it is not found
+        raise UserError(
+            f"Config file {given} not found (working directory: {os.getcwd()}). "
+            f"{_shipped_hint(command, shipped.stem)}."
+        )
+    raise UserError(
+        f"'{given}' is neither a config file (.yaml/.yml/.json) nor the name of a shipped example config "
+        f"({', '.join(example_names())}). Pass the path of your config file, or flags only (--flag value ...)."
+    )
+
+
+def example_config(argv: list[str] | None = None) -> str:
+    """Print a shipped example config (or list them), or write a copy to edit with --write PATH."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hf-lelp example-config", description=example_config.__doc__)
+    parser.add_argument("name", nargs="?", help=f"One of: {', '.join(example_names())}. Omit to list them.")
+    parser.add_argument("--write", metavar="PATH", help="Write the config to PATH (never over an existing file).")
+    options = parser.parse_args(argv)
+    if not options.name:
+        print("\n".join(example_names()))
+        return ""
+    path = example_path(options.name)
+    if path is None:
+        raise UserError(
+            f"No example config named '{options.name}'. hf-lelp ships: {', '.join(example_names())} "
+            "(`hf-lelp example-config` lists them)."
+        )
+    if not options.write:
+        text = path.read_text(encoding="utf-8")
+        print(text, end="")
+        return text
+    if os.path.exists(options.write):
+        raise UserError(f"--write {options.write} exists already: pass another path, or remove it first.")
+    shutil.copyfile(path, options.write)
+    print(
+        f"wrote {options.write} (the example '{path.stem}'); run it: hf-lelp {command_for(path.stem)} {options.write}"
+    )
+    return options.write
