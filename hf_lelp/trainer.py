@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import shutil
+import uuid
 
+import datasets
 import torch
 from huggingface_hub import HfApi, get_token
 from transformers import Trainer
@@ -14,6 +16,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
 from transformers.utils.hub import PushInProgress
+
+try:  # transformers >= 5.25; earlier releases rotate through Trainer._rotate_checkpoints
+    from transformers.trainer_utils import rotate_checkpoints
+except ImportError:
+    rotate_checkpoints = None
 
 from .cache import TeacherCache
 from .callbacks import CheckpointFinisher
@@ -34,16 +41,19 @@ from .modeling import (
     split_auxiliary,
     subclass_logits_of,
 )
+from .output_files import fresh_save, record_files
+from .row_identity import TEXT_HASH
 from .publish import (
     CHECKPOINT_STATE,
     PUBLISHED,
     public_name,
     public_training_args,
+    relative_trainer_state,
     sanitise_adapter_config,
     scan,
     stage,
 )
-from .resume import check_resumable, last_complete_checkpoint, run_fingerprint
+from .resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +84,18 @@ class LELPTrainer(Trainer):
         teacher_cache: TeacherCache | None = None,
         projections=None,
         card_context: dict | None = None,
+        teacher=None,
+        run_settings: dict | None = None,
         **kwargs,
     ):
         if args is None or not isinstance(args, LELPConfig):
             raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
+        from .one_call import prepare_one_call, wants_preparation  # it builds on workflow, which imports us
+
+        if wants_preparation(teacher, kwargs):  # the one call: teacher= and raw text splits (hf_lelp/one_call.py)
+            model, teacher_cache, projections, kwargs = prepare_one_call(
+                model, args, teacher, teacher_cache, projections, kwargs
+            )
         if args.uses_teacher and teacher_cache is None:
             raise ValueError(f"--method {args.method} needs teacher_cache= (build it with build_teacher_cache).")
         if args.method_spec.subclass_source is not None and projections is None:
@@ -85,9 +103,13 @@ class LELPTrainer(Trainer):
                 f"--method {args.method} needs projections= (its pseudo-subclasses: "
                 "args.method_spec.subclass_source(SubclassInputs(cache, args)), or workflow.build_subclasses)."
             )
+        if teacher_cache is not None:
+            _check_train_rows(teacher_cache, kwargs.get("train_dataset"))
         self.teacher_cache = teacher_cache
         self.projections = projections  # any pseudo-subclass source with `subclass_scores(hidden, example_ids)`
         self.card_context = card_context  # static model-card facts; None = no card written
+        self.run_settings = run_settings  # the recipe's model and data flags, part of the resume fingerprint
+        self.save_run_id = uuid.uuid4().hex  # whose files output_dir holds (hf_lelp/output_files.py)
         self.final_results: dict | None = None
         self.num_labels = teacher_cache.num_labels if teacher_cache else model.config.num_labels
         super().__init__(model=model, args=args, **kwargs)
@@ -144,6 +166,7 @@ class LELPTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         example_ids = inputs.pop(EXAMPLE_ID, None)
+        inputs.pop(TEXT_HASH, None)  # reaches the batch with remove_unused_columns=False; not a model input
         labels = inputs.pop("labels", None)
         wants_features = model.training and self.args.method_spec.feature_loss is not None
         flat = self.args.subclass_head == "flat"
@@ -172,17 +195,74 @@ class LELPTrainer(Trainer):
         outputs = SequenceClassifierOutput(loss=loss, logits=class_logits)
         return (loss, outputs) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # Checked after the backward pass, so that every process of a launch finishes its gradient exchange; the
+        # Trainer's own NaN filter (logging_nan_inf_filter) would otherwise hide it and export NaN weights.
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss).all()):
+            value = float(loss.detach().float().mean())
+            raise FloatingPointError(non_finite_loss_message(value, self.state, self.args))
+        return loss
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        # Without labels the Trainer calls model(**inputs) itself: the id column must not reach the model.
+        # Without labels the Trainer calls model(**inputs) itself: the id columns must not reach the model.
         if "labels" not in inputs:
-            inputs = {k: v for k, v in inputs.items() if k != EXAMPLE_ID}
+            inputs = {k: v for k, v in inputs.items() if k not in (EXAMPLE_ID, TEXT_HASH)}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     # Private override (checked against transformers 5.17-5.24): the weights must leave out the training-only
     # modules before they are written, and no public hook sees the state dict of both save_model and checkpoints.
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file."""
+        """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file, with
+        nothing of another model beside it: a checkpoint folder left by an earlier run is replaced, and in any
+        other folder the files an earlier run saved are removed first (hf_lelp/output_files.py)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            self._save_files(output_dir, state_dict)
+        elif self._is_checkpoint_being_written(output_dir):
+            if os.path.isdir(output_dir):
+                logger.warning("Replacing %s, left by an earlier run.", output_dir)
+                shutil.rmtree(output_dir)
+            self._save_files(output_dir, state_dict)
+        else:
+            with fresh_save(output_dir, self.save_run_id):
+                self._save_files(output_dir, state_dict)
+
+    def _is_checkpoint_being_written(self, output_dir: str) -> bool:
+        name = os.path.basename(os.path.normpath(output_dir))
+        return getattr(self, "_saving_checkpoint", False) and name == f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+
+    # Private override (checked against transformers 5.17-5.25): the Trainer deletes old checkpoints
+    # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
+    # complete checkpoint. The rotation is held back until the new checkpoint is marked complete.
+    def _save_checkpoint(self, model, trial) -> None:
+        limit = self.args.save_total_limit
+        self.args.save_total_limit, self._saving_checkpoint = None, True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit, self._saving_checkpoint = limit, False
+        run_dir = self._get_output_dir(trial=trial)
+        self.checkpoint_finisher.finish(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"))
+        if not self.args.should_save:
+            return
+        if rotate_checkpoints is None:
+            self._rotate_checkpoints(use_mtime=True, output_dir=run_dir)
+        else:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    def record_written(self, *names: str) -> None:
+        """Files written in output_dir after the save (results.json, the card): this run's, removed by the next
+        run's save."""
+        if self.args.should_save:
+            record_files(self.args.output_dir, self.save_run_id, *names)
+
+    def _save_files(self, output_dir: str, state_dict: dict | None) -> None:
         model = self.accelerator.unwrap_model(self.model)
         if is_peft_model(model):
             # PEFT saves the adapter (LoRA weights + the classifier); training-only modules become side files.
@@ -226,6 +306,7 @@ class LELPTrainer(Trainer):
         # Trainer.push_to_hub calls this; our card replaces the generic Trainer card.
         if self.card_context is not None and self.args.should_save:
             self.write_card(self.args.output_dir)
+            self.record_written("README.md")
         else:
             super().create_model_card(*args, **kwargs)
 
@@ -289,8 +370,9 @@ class LELPTrainer(Trainer):
         staging = stage(folder, PUBLISHED + CHECKPOINT_STATE if resumable else PUBLISHED)
         try:
             sanitise_adapter_config(staging, (self.card_context or {}).get("base_model"))
+            relative_trainer_state(staging, args.output_dir)
             secrets = [token, args.hub_token, get_token(), os.environ.get("HF_TOKEN")]
-            scan(staging, secrets, [args.output_dir, *self.local_paths, os.getcwd()], allow_pickles=resumable)
+            scan(staging, secrets, self.local_paths, allow_pickles=resumable)
             upload = HfApi().upload_folder(
                 repo_id=self.hub_model_id,
                 folder_path=staging,
@@ -311,11 +393,16 @@ class LELPTrainer(Trainer):
 
     @property
     def local_paths(self) -> list[str]:
-        """This machine's paths that a published file must not contain (teacher, student, cache, data files)."""
+        """This machine's paths that a published file must not contain: every path the run was given (teacher,
+        student, cache, data files, output and logging folders); the scan adds home, working and temp folders."""
         paths = list((self.card_context or {}).get("local_paths", []))
         if self.teacher_cache is not None:
             paths.append(self.teacher_cache.path)
-        return paths
+        given = [self.args.output_dir, getattr(self.args, "logging_dir", None), self.args.resume_from_checkpoint]
+        for value in (self.run_settings or {}).values():
+            given += value if isinstance(value, list) else [value]
+        paths += [p for p in given if isinstance(p, str) and p and (os.path.isabs(p) or os.path.exists(p))]
+        return [os.path.abspath(p) for p in paths]
 
     def lelp_metadata(self) -> dict:
         """lelp_config.json: the method, S (per class and member), β, τ, α and the method's own settings
@@ -349,7 +436,16 @@ class LELPTrainer(Trainer):
             config.to_dict() if config is not None else {},
             self.teacher_cache.fingerprint if self.teacher_cache is not None else None,
             len(self.train_dataset) if self.train_dataset is not None else 0,
+            self._train_digest(),
+            self.run_settings,
         )
+
+    def _train_digest(self) -> str | None:
+        """The training set's content (computed once: the marker of every checkpoint records it)."""
+        if not hasattr(self, "_train_digest_value"):
+            dataset = self.train_dataset
+            self._train_digest_value = dataset_digest(dataset) if hasattr(dataset, "with_format") else None
+        return self._train_digest_value
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint is True:
@@ -361,8 +457,25 @@ class LELPTrainer(Trainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
+def _check_train_rows(cache: TeacherCache, train_dataset) -> None:
+    """A reopened cache meets the training data only here: refuse rows that are not the ones it was built on."""
+    if isinstance(train_dataset, datasets.Dataset) and EXAMPLE_ID in train_dataset.column_names:
+        cache.check_rows(train_dataset)
+
+
 def _after_background_upload(done, staging: str, message: str) -> None:
     """A checkpoint push runs in the background; its failure is said, never dropped with the future."""
     shutil.rmtree(staging, ignore_errors=True)
     if done.exception() is not None:
         logger.warning("Hub push '%s' failed: %s", message, done.exception())
+
+
+def non_finite_loss_message(loss: float, state, args: LELPConfig) -> str:
+    """The user error of a diverged run, naming the optimizer step and the options that usually cause it."""
+    epoch = f" (epoch {state.epoch:.2f})" if state.epoch is not None else ""
+    return (
+        f"The training loss became {loss} at optimizer step {state.global_step + 1}{epoch} of --method "
+        f"{args.method}: training stopped and nothing was exported. Lower --learning_rate (now {args.learning_rate}), "
+        f"keep --max_grad_norm finite and positive (now {args.max_grad_norm}), check --temperature, "
+        "--subclass_temperature and --feature_loss_weight, or train in float32 (without --fp16/--bf16)."
+    )
