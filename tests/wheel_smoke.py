@@ -98,7 +98,6 @@ def write_project(folder: str) -> None:
     tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
     tokenizer.save_pretrained(os.path.join(folder, "init"))
     common = {
-        "dataset": "tiny",
         "train_file": "train.csv",
         "test_file": "test.csv",
         "text_column": "review",
@@ -150,7 +149,73 @@ def inside(folder: str) -> None:
     )
     predictions = json.loads(run([sys.executable, "-c", reload], folder, env).stdout.strip().splitlines()[-1])
     assert {p["label"] for p in predictions} <= {"neg", "pos"}, predictions
+    foreign_data(folder, command, env)
     print(f"wheel smoke test passed: card {os.path.join(out, 'README.md')}, pipeline {predictions}")
+
+
+FOREIGN = ["positive", "negative", "neutral"]  # the user's order, given with --class_names
+ONE_CALL = """
+import json, sys
+from datasets import load_dataset
+from transformers import pipeline
+from hf_lelp import LELPConfig, LELPTrainer
+
+data = load_dataset("csv", data_files={"train": "own/train.csv", "test": "own/test.csv"})
+data = data.class_encode_column("sentiment")  # sorted names: mapped by name to the teacher's order
+args = LELPConfig(output_dir="own_py", num_train_epochs=1, num_subclasses=2, report_to="none", use_cpu=True)
+trainer = LELPTrainer(model="init3", teacher="own_teacher", args=args, train_dataset=data["train"],
+                      eval_dataset=data["test"], text_column="review", label_column="sentiment", max_length=16)
+trainer.train()
+trainer.save_model("own_py")
+answers = pipeline("text-classification", model="own_py")(["great fun movie", "the a it"])
+print(json.dumps({"rows": len(trainer.train_dataset), "labels": [a["label"] for a in answers]}))
+"""
+
+
+def foreign_data(folder: str, command: str, env: dict) -> None:
+    """A user's own files as the README's "Your own data" gives them (3 classes named by strings, columns
+    review/sentiment, files only), through both commands and the one-call Python API: every output has the user's
+    class names, in the user's order, and the user's row count."""
+    import numpy as np
+    import pandas as pd
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    rng, words = np.random.default_rng(1), {"positive": WORDS["pos"], "negative": WORDS["neg"], "neutral": FILLER}
+    os.makedirs(os.path.join(folder, "own"))
+    for split, n in (("train", 48), ("test", 18)):
+        labels = [FOREIGN[i % 3] for i in range(n)]
+        texts = [" ".join(rng.permutation([*rng.choice(words[y], 3), *rng.choice(FILLER, 3)])) for y in labels]
+        pd.DataFrame({"review": texts, "sentiment": labels}).to_csv(
+            os.path.join(folder, "own", f"{split}.csv"), index=False
+        )
+    init = os.path.join(folder, "init")
+    model = BertForSequenceClassification.from_pretrained(init, num_labels=3, ignore_mismatched_sizes=True)
+    model.save_pretrained(os.path.join(folder, "init3"))
+    AutoTokenizer.from_pretrained(init).save_pretrained(os.path.join(folder, "init3"))
+    files = ["--train_file", "own/train.csv", "--test_file", "own/test.csv", "--text_column", "review"]
+    files += ["--label_column", "sentiment", "--class_names", *FOREIGN, "--max_length", "16", "--use_cpu", "true"]
+    files += ["--report_to", "none", "--save_strategy", "no", "--per_device_train_batch_size", "16"]
+    run([command, "train-teacher", *files, "--teacher_model", "init3", "--output_dir", "own_teacher"], folder, env)
+    run(
+        [command, "distill", *files, "--teacher", "own_teacher", "--student", "init3", "--student_num_layers", "1"]
+        + ["--num_subclasses", "2", "--num_train_epochs", "1", "--output_dir", "own_student"],
+        folder,
+        env,
+    )
+    with open(os.path.join(folder, "own_student", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    assert results["train_examples"] == 48 and results["test_examples"] == 18, results
+    for name in ("own_teacher", "own_student"):
+        with open(os.path.join(folder, name, "config.json"), encoding="utf-8") as handle:
+            id2label = json.load(handle)["id2label"]
+        assert [id2label[str(i)] for i in range(3)] == FOREIGN, (name, id2label)
+    with open(os.path.join(folder, "own_student", "README.md"), encoding="utf-8") as handle:
+        assert "train.csv" in handle.read()
+    done = json.loads(run([sys.executable, "-c", ONE_CALL], folder, env).stdout.strip().splitlines()[-1])
+    assert done["rows"] == 48 and set(done["labels"]) <= set(FOREIGN), done
+    with open(os.path.join(folder, "own_py", "config.json"), encoding="utf-8") as handle:
+        assert list(json.load(handle)["id2label"].values()) == FOREIGN
+    print(f"foreign data: the user's classes {FOREIGN} and 48 rows in every output; one call answers {done}")
 
 
 def main() -> None:
