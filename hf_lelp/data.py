@@ -23,10 +23,11 @@ from .columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT, UNLABELLED
 from .errors import UserError
 
 # The `x as x` imports are re-exports: commands.py, transfer.py and the tests import them from here.
-from .local_files import _load_frames
+from .local_files import _file_flag, _load_frames
 from .local_files import _read_local as _read_local
-from .offline_datasets import OFFLINE_DATASETS
+from .offline_datasets import OFFLINE_DATASET_SOURCES, OFFLINE_DATASETS
 from .offline_datasets import OFFLINE_PACKAGES as OFFLINE_PACKAGES
+from .row_identity import TEXT_HASH, text_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class TextClassificationData:
     splits: datasets.DatasetDict
     label_names: list[str]
     name: str
+    source: str = ""  # where the data came from, in words (logged and recorded by every run)
 
     @property
     def num_labels(self) -> int:
@@ -87,13 +89,58 @@ def _rename_columns(
     return frame[[c for c in (TEXT, LABEL, FINE_LABEL) if c in frame.columns]]
 
 
-def _encode_labels(values: list, label_names: list[str], split: str) -> np.ndarray:
-    """Map raw labels (names or integer ids) onto 0..C-1; missing labels become UNLABELLED."""
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _as_label(value):
+    """An integral float (pandas reads an integer column with an empty cell as floats) as the int it was."""
+    if isinstance(value, (float, np.floating)) and not np.isnan(value) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_missing_labels(values: list, split: str, where: str) -> None:
+    """Some rows of a labelled split without a label: refused in an evaluation split (they would drop out of the
+    metrics unseen); in train they are kept as unlabelled transfer rows, and said so."""
+    missing = [row for row, value in enumerate(values) if _is_missing(value)]
+    if not missing or len(missing) == len(values):  # none, or an unlabelled split (e.g. a Hub test split)
+        return
+    rows = [row + 1 for row in missing[:10]]
+    source = where or f"split '{split}'"
+    if split != "train":
+        raise UserError(
+            f"{source} has {len(missing)} of {len(values)} rows without a label (data rows {rows}, counted from 1 "
+            "below the header): an evaluation split needs every label. Fill them in or drop those rows."
+        )
+    logger.warning(
+        "%s: %d of %d rows have no label (data rows %s): kept as unlabelled transfer text (a teacher trains "
+        "without them). Fill them in if that is a mistake.",
+        source,
+        len(missing),
+        len(values),
+        rows,
+    )
+
+
+def _encode_labels(
+    values: list, label_names: list[str], split: str, where: str = "", check_missing: bool = True
+) -> np.ndarray:
+    """Map raw labels (names or integer ids) onto 0..C-1; missing labels become UNLABELLED. `where` names the
+    file (and flag) in errors."""
+    if check_missing:
+        _check_missing_labels(values, split, where)
+    values = [_as_label(value) for value in values]
+    _check_label_types({split: values}, {split: where} if where else {}, label_names)
     index = {name: i for i, name in enumerate(label_names)}
     encoded = np.full(len(values), UNLABELLED, dtype=np.int64)
     unknown = set()
     for row, value in enumerate(values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if _is_missing(value):
             continue
         key = str(value)
         if key in index:
@@ -110,10 +157,37 @@ def _encode_labels(values: list, label_names: list[str], split: str) -> np.ndarr
     return encoded
 
 
-def _infer_label_names(frames: dict[str, pd.DataFrame], data_files: dict[str, str] | None = None) -> list[str]:
+def _check_label_types(values: dict[str, list], where: dict[str, str], label_names: list[str] | None = None) -> None:
+    """Names and numbers mixed in one label column ("neg", "pos" and 1) are a typo, not a third class "1"."""
+    numbers, names, at = set(), set(), {}
+    for split, column in values.items():
+        for row, value in enumerate(column):
+            if _is_missing(value):
+                continue
+            if _is_number(value) and str(value) not in (label_names or ()):
+                numbers.add(value)
+                at.setdefault(split, []).append(row + 1)
+            elif isinstance(value, str):
+                names.add(value)
+    if not (numbers and names):
+        return
+    files = ", ".join(where.get(split, f"split '{split}'") for split in values)
+    rows = "; ".join(f"{where.get(split, split)}: data rows {found[:10]}" for split, found in at.items())
+    raise UserError(
+        f"The labels of {files} mix class names {sorted(names)[:10]} with numbers {sorted(numbers)[:10]} ({rows}): "
+        "one label column holds either names or integer ids. Write every label as a class name."
+    )
+
+
+def _infer_label_names(
+    frames: dict[str, pd.DataFrame], data_files: dict[str, str] | None = None, where: dict[str, str] | None = None
+) -> list[str]:
     if not frames:  # no split has a label column: an unlabelled dataset
         return []
-    values = pd.concat([f[LABEL] for f in frames.values()]).dropna().unique().tolist()
+    where = where or {split: _file_label(split, path) for split, path in (data_files or {}).items()}
+    _check_label_types({split: [_as_label(v) for v in f[LABEL].tolist()] for split, f in frames.items()}, where)
+    labels = pd.concat([f[LABEL] for f in frames.values()]).dropna().astype(object).map(_as_label)
+    values = labels.unique().tolist()
     if values and all(isinstance(v, (int, np.integer)) for v in values):
         ids = sorted({int(v) for v in values})
         if ids != list(range(len(ids))):  # a typo (5 among 0/1) would silently add classes that never occur
@@ -150,7 +224,7 @@ def _non_contiguous_message(frames: dict[str, pd.DataFrame], ids: list[int], dat
 
 
 def load_text_classification(
-    source: str | os.PathLike | datasets.Dataset | datasets.DatasetDict,
+    source: str | os.PathLike | datasets.Dataset | datasets.DatasetDict | None,
     text_column: str = TEXT,
     label_column: str | None = LABEL,
     label_names: list[str] | None = None,
@@ -163,37 +237,42 @@ def load_text_classification(
     """Load `source` as int-labelled splits with example ids.
 
     `source` is an offline short name, a local data file, a folder written by `save_to_disk`, a Hub id, or a
-    `datasets.Dataset` (a single 'train' split) or `DatasetDict`. Datasets keep their ClassLabel names as the label
-    names (unless `label_names` is given) and their `example_id` column when they have one.
+    `datasets.Dataset` (a single 'train' split) or `DatasetDict`; None with `data_files`, which are then the data
+    (a name `source` beside them only names them). Datasets keep their ClassLabel names as the label names (unless
+    `label_names` is given) and their `example_id` column when they have one.
 
     `max_examples` caps a split by taking a seeded random subset (ids are assigned after the cap, so a capped
     split is a dataset of its own, with its own fingerprint).
     """
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
-    if data_files and not isinstance(source, str):
-        raise UserError("data_files name the files of a dataset given by name: pass either them or a Dataset.")
-    name = source if isinstance(source, str) else _object_name(source)
-    if isinstance(source, str) and source in OFFLINE_DATASETS:
+    _check_source(source, data_files)
+    name = source if isinstance(source, str) else files_name(data_files) if data_files else _object_name(source)
+    if isinstance(source, str) and source in OFFLINE_DATASETS and not data_files:
         frames, names = OFFLINE_DATASETS[source]()
         label_names = label_names or names
-    elif isinstance(source, str) and (data_files or os.path.isfile(source)):
+        description = f"offline dataset {source}: {OFFLINE_DATASET_SOURCES[source]}"
+    elif data_files or (isinstance(source, str) and os.path.isfile(source)):
         frames = _load_frames(source, data_files, encoding)
         frames = {
             split: _rename_columns(f, text_column, label_column, split, fine_label_column)
             for split, f in frames.items()
         }
         files = data_files or {"train": source}
-        label_names = label_names or _infer_label_names(frames, files)
+        flags = {split: _file_flag(split) if data_files else "--dataset" for split in files}
+        where = {split: f"{path} ({flags[split]})" for split, path in files.items()}
+        label_names = label_names or _infer_label_names(frames, files, where)
+        description = "local files " + ", ".join(f"{split}={os.path.basename(p)}" for split, p in files.items())
     else:  # a Dataset, a DatasetDict, a save_to_disk folder or a Hub id: read through datasets, features kept
         splits, label_names = _load_native(
             source, text_column, label_column, label_names, max_examples, seed, fine_label_column
         )
-        return TextClassificationData(splits, list(label_names), name=name)
+        return TextClassificationData(splits, list(label_names), name=name, source=_native_description(source))
     _check_label_count(label_names)
     splits = {}
     for split, frame in frames.items():
         frame = frame.reset_index(drop=True)
+        _check_missing_labels(frame[LABEL].tolist(), split, where.get(split, ""))  # before any cap: file rows
         rows = _capped_rows(len(frame), (max_examples or {}).get(split), seed)
         if rows is not None:
             frame = frame.iloc[rows].reset_index(drop=True)
@@ -201,14 +280,69 @@ def load_text_classification(
         if FINE_LABEL in frame.columns:
             fine = ["" if v is None or v != v else str(v) for v in frame[FINE_LABEL]]
         texts = [_as_text(t) for t in frame[TEXT]]
-        labels = _encode_labels(frame[LABEL].tolist(), label_names, split)
+        labels = _encode_labels(frame[LABEL].tolist(), label_names, split, where.get(split, ""), check_missing=False)
         splits[split] = _finish_split(split, np.arange(len(frame), dtype=np.int64), texts, labels, fine)
-    return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=name)
+    return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=name, source=description)
+
+
+def data_summary(data: TextClassificationData) -> dict:
+    """What a run trained on, recorded in its results: source, row counts and class names (in id order)."""
+    train = np.asarray(data.splits["train"][LABEL]) if "train" in data.splits else np.zeros(0)
+    local = os.path.isabs(data.name) or os.path.exists(data.name)  # a path: its name only, never this machine's
+    return {
+        "dataset": os.path.basename(os.path.normpath(data.name)) if local else data.name,
+        "data_source": data.source,
+        "class_names": list(data.label_names),
+        "train_examples": len(train),
+        "labelled_train_examples": int((train >= 0).sum()),
+        "split_examples": {name: len(split) for name, split in data.splits.items()},
+    }
+
+
+def _check_source(source, data_files: dict[str, str] | None) -> None:
+    """Files are the data: beside them `source` may only name them, never be data of its own to ignore."""
+    if not data_files:
+        if source is None:
+            raise UserError("No data: pass a dataset (name, path or Dataset) or data_files.")
+        return
+    if source is None:
+        return
+    if not isinstance(source, str):
+        raise UserError("data_files name the files of a dataset given by name: pass either them or a Dataset.")
+    if source in OFFLINE_DATASETS or os.path.exists(source):
+        shown = ", ".join(f"{split}={path}" for split, path in data_files.items())
+        raise UserError(
+            f"Both a dataset ('{source}') and data files ({shown}) were given: which one is the data? Pass the files "
+            "alone (--train_file/--validation_file/--test_file), or the dataset alone (--dataset)."
+        )
+
+
+def _file_label(split: str, path: str) -> str:
+    return f"{path} ({_file_flag(split)})"
+
+
+def files_name(data_files: dict[str, str]) -> str:
+    """The name of data given as files: the train file's (else the first file's) name."""
+    return os.path.basename(data_files.get("train") or next(iter(data_files.values())))
+
+
+def _native_description(source) -> str:
+    if isinstance(source, str) and _is_saved_dataset(source):
+        return f"saved dataset {os.path.basename(os.path.normpath(source))}"
+    if isinstance(source, str):
+        return f"Hub dataset {source}"
+    return f"a datasets.{type(source).__name__} ({_object_name(source)})"
 
 
 def _check_label_count(label_names: list[str]) -> None:
     if len(label_names) < 2:
         raise ValueError(f"Need at least 2 classes, found {label_names}. Check --label_column / --class_names.")
+    duplicates = sorted({name for name in label_names if list(label_names).count(name) > 1})
+    if duplicates:
+        raise UserError(
+            f"The class names {list(label_names)} repeat {duplicates}: each class needs one name. Fix --class_names "
+            "(one distinct name per label id, in id order)."
+        )
 
 
 def seeded_subset(rows, size: int, seed: int) -> np.ndarray:
@@ -258,7 +392,12 @@ def _native_splits(source: str | datasets.Dataset | datasets.DatasetDict) -> dic
         if _is_saved_dataset(source):
             source = datasets.load_from_disk(source)
         else:  # a Hub id (or a local folder of data files / a loading script): only reached when the user has the Hub
-            source = datasets.load_dataset(source)
+            try:
+                source = datasets.load_dataset(source)
+            except ConnectionError as error:  # offline, or no network: often a mistyped offline name
+                from .preflight import unreachable_dataset
+
+                raise unreachable_dataset(source, error) from error
     if isinstance(source, datasets.Dataset):
         return {"train": source}
     if isinstance(source, datasets.DatasetDict):
@@ -404,7 +543,8 @@ def tokenize_split(
     split: datasets.Dataset, tokenizer, max_length: int, text_column: str = TEXT, label_column: str | None = LABEL
 ) -> datasets.Dataset:
     """Tokenise without padding (the collator pads per batch); keep example_id, and the labels (as `labels`) when
-    the split has `label_column`."""
+    the split has `label_column`. A `text_hash` column keeps what identifies each row's text, so that a trainer can
+    check the tokenised rows against the teacher cache's (hf_lelp.row_identity)."""
     if text_column not in split.column_names:
         raise KeyError(f"The split has no text column '{text_column}' (columns: {split.column_names}).")
     has_labels = bool(label_column) and label_column in split.column_names
@@ -416,6 +556,7 @@ def tokenize_split(
 
     def encode(batch):
         encoded = tokenizer(list(batch[text_column]), truncation=True, max_length=max_length)
+        encoded[TEXT_HASH] = text_hashes(batch[text_column]).tolist()
         if has_labels:
             encoded["labels"] = list(batch[label_column])
         return encoded

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from .assets import resolve_model
-from .cli import DataArguments, parse_with_config
-from .data import LABEL
+from .cli import DataArguments, parse_with_config, setup_logging
+from .data import LABEL, data_summary
 from .io_utils import write_json_atomic
 from .metrics import build_compute_metrics
 from .modeling import load_student
+from .preflight import check_models
 from .workflow import load_data
 
 RESULTS_FILE = "teacher_results.json"
@@ -40,6 +41,7 @@ def train_teacher(
     `callbacks`: extra TrainerCallbacks (e.g. to record every evaluation)."""
     set_seed(args.seed)
     data = load_data(data_args)
+    check_models(data_args.max_length, data.label_names, {"--teacher_model": teacher_args.teacher_model})
     path = resolve_model(teacher_args.teacher_model)
     model = load_student(path, data.label_names, teacher_args.teacher_num_layers)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -67,9 +69,9 @@ def train_teacher(
     if args.should_save:
         results.update(
             {
+                **data_summary(data),  # what it trained on: source, rows, class names
                 "teacher_model": teacher_args.teacher_model,
-                "dataset": data_args.dataset,
-                "train_examples": len(trainer.train_dataset),
+                "train_examples": len(trainer.train_dataset),  # the labelled rows: a teacher learns from those only
             }
         )
         write_json_atomic(os.path.join(args.output_dir, RESULTS_FILE), results)
@@ -79,6 +81,7 @@ def train_teacher(
 def main(argv: list[str] | None = None) -> dict:
     """`[CONFIG.yaml] [--flag value ...]`: the data options of hf_lelp.cli, TeacherArguments, TrainingArguments."""
     data_args, teacher_args, args = parse_with_config((DataArguments, TeacherArguments, TrainingArguments), argv)
+    setup_logging(args.should_log)  # the "Data: ..." line says what the teacher trains on
     results = train_teacher(data_args, teacher_args, args)
     if args.should_save:
         print(json.dumps(results, indent=2))

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import numpy as np
 from accelerate import Accelerator
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -27,13 +28,26 @@ from .cache import TeacherCache, build_teacher_cache
 from .card import static_card_context
 from .cli import DataArguments, ModelArguments
 from .config import LELPConfig
-from .data import EXAMPLE_ID, FINE_LABEL, TEXT, TextClassificationData, load_text_classification, tokenize_split
-from .export import base_overrides, measure_export
+from .data import (
+    EXAMPLE_ID,
+    FINE_LABEL,
+    TEXT,
+    TextClassificationData,
+    data_summary,
+    load_text_classification,
+    tokenize_split,
+)
+from .errors import StateError, UserError
+from .export import base_overrides, measure_export, read_as_trained
 from .io_utils import read_json, write_json_atomic
+from .label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)
+from .launch import warn_if_fewer_processes
 from .locks import exclusive_folder
 from .methods import SubclassInputs
 from .metrics import build_compute_metrics
 from .modeling import apply_lora, load_student, parameter_counts
+from .output_files import foreign_model_files
+from .preflight import check_max_length, check_models
 from .trainer import LELPTrainer
 from .transfer import carve_validation, with_transfer_data
 
@@ -41,8 +55,9 @@ logger = logging.getLogger(__name__)
 
 
 def load_data(data_args: DataArguments) -> TextClassificationData:
+    """The run's data as the flags say (files win: --dataset beside them is an error), logged in one line."""
     data = load_text_classification(
-        data_args.dataset,
+        data_args.source(),
         text_column=data_args.text_column,
         label_column=data_args.label_column or None,
         label_names=data_args.class_names,
@@ -64,7 +79,8 @@ def load_data(data_args: DataArguments) -> TextClassificationData:
             data_args.subset_seed,
         )
     if "train" not in data.splits:
-        raise KeyError(f"Dataset '{data_args.dataset}' has no 'train' split (splits: {list(data.splits)}).")
+        raise KeyError(f"Dataset '{data_args.data_name()}' has no 'train' split (splits: {list(data.splits)}).")
+    log_data(data)
     train_labels = set(data.splits["train"]["label"])
     for split, rows in data.splits.items():
         unseen = sorted(set(rows["label"]) - train_labels - {-1})
@@ -75,6 +91,20 @@ def load_data(data_args: DataArguments) -> TextClassificationData:
                 [data.label_names[i] for i in unseen],
             )
     return data
+
+
+def log_data(data: TextClassificationData) -> None:
+    """One line that says what the run trains on: source, rows, class names."""
+    summary = data_summary(data)
+    logger.info(
+        "Data: %s; train: %d rows (%d labelled); splits %s; %d classes %s.",
+        summary["data_source"],
+        summary["train_examples"],
+        summary["labelled_train_examples"],
+        summary["split_examples"],
+        len(summary["class_names"]),
+        summary["class_names"],
+    )
 
 
 def check_labels_for_method(data: TextClassificationData, args: LELPConfig) -> None:
@@ -103,10 +133,12 @@ def mixed_precision(args: LELPConfig) -> str:
 
 
 def check_process_group(args: LELPConfig) -> None:
-    """Refuse processes that were launched together but did not join one group (they would race on files)."""
+    """Refuse processes that were launched together but did not join one group (they would race on files); say so
+    when `accelerate launch` was asked for more processes than it started."""
+    warn_if_fewer_processes(args.world_size)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and args.world_size != launched:
-        raise RuntimeError(
+        raise StateError(
             f"{launched} processes were launched but each runs alone (world size {args.world_size}). On a machine "
             "without GPUs pass --use_cpu true so that they join one gloo process group."
         )
@@ -125,12 +157,8 @@ def ensure_teacher_cache(
     cache_dir = model_args.cache_dir or default_cache_dir(data_args, model_args)
     teacher_path = resolve_model(model_args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
-    if teacher.config.num_labels != data.num_labels:
-        raise ValueError(
-            f"The teacher has {teacher.config.num_labels} outputs but the data has {data.num_labels} "
-            f"classes {data.label_names}: use the teacher trained on this dataset."
-        )
-    check_teacher_labels(teacher.config, data.label_names)
+    data = align_to_teacher(data, teacher.config)  # a no-op for distill, which aligned its data first
+    check_max_length(data_args.max_length, {f"--teacher {model_args.teacher}": teacher.config})
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     building = not os.path.isfile(os.path.join(cache_dir, "meta.json"))
     # Two runs building one cache would race on its shards: the main process holds the folder while it builds.
@@ -154,7 +182,7 @@ def _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, arg
         dtype=model_args.cache_dtype,
         shard_size=model_args.cache_shard_size,
         teacher_name=model_args.teacher,
-        dataset_name=data_args.dataset,
+        dataset_name=data.name,
         head_module=model_args.teacher_head_module,
         accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
     )
@@ -166,7 +194,7 @@ def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> s
     teacher = resolve_model(model_args.teacher)
     key = {
         "teacher": os.path.abspath(teacher) if os.path.exists(teacher) else teacher,
-        "dataset": data_args.dataset,
+        "dataset": data_args.source(),
         "files": {k: os.path.abspath(v) for k, v in (data_args.data_files() or {}).items()},
         "transfer": data_args.transfer_data and os.path.abspath(data_args.transfer_data),
         "caps": [data_args.caps(), data_args.max_transfer_examples, data_args.subset_seed],
@@ -186,16 +214,12 @@ def teacher_cache_folder(teacher: str, key: dict) -> str:
     return os.path.join(home, "teacher_caches", f"{name}-{digest}")
 
 
-def check_teacher_labels(config, label_names: list[str]) -> None:
-    """A teacher whose named classes differ from the data's (order included) would teach the wrong classes."""
-    id2label = {int(k): v for k, v in (config.id2label or {}).items()}
-    names = [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
-    generic = all(name == f"LABEL_{i}" for i, name in enumerate(names))
-    if not generic and names != list(label_names):
-        raise ValueError(
-            f"The teacher's classes {names} differ from the data's {list(label_names)}: pass "
-            "--class_names in the teacher's order, or use the teacher trained on this dataset."
-        )
+def align_data_to_teacher(data: TextClassificationData, model_args: ModelArguments) -> TextClassificationData:
+    """The data with its label ids in the order of --teacher's outputs (matched by name; see label_order.py), read
+    from the teacher's config alone, so that the student, the cache and every split agree before any work."""
+    if not model_args.teacher:
+        return data  # ensure_teacher_cache says that the method needs one
+    return align_to_teacher(data, AutoConfig.from_pretrained(resolve_model(model_args.teacher)))
 
 
 def build_subclasses(cache: TeacherCache, data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
@@ -315,7 +339,7 @@ def choose_hparams_automatically(
 def check_eval_split(data: TextClassificationData, data_args: DataArguments) -> None:
     if data_args.eval_split and data_args.eval_split not in data.splits:
         raise ValueError(
-            f"--eval_split '{data_args.eval_split}' is not a split of {data_args.dataset} (splits: "
+            f"--eval_split '{data_args.eval_split}' is not a split of {data_args.data_name()} (splits: "
             f"{sorted(data.splits)}). Pass one of them, add the file with --test_file/--validation_file, or pass "
             "--eval_split '' to train without a final evaluation."
         )
@@ -357,14 +381,62 @@ def split_roles(data: TextClassificationData, data_args: DataArguments, args: LE
     if "validation" in data.splits:
         roles["validation"] = "model selection: " + "; ".join(uses) if uses else "not used"
     if data_args.eval_split:
-        roles[data_args.eval_split] = "reported once, after training; never used for any choice"
+        roles[data_args.eval_split] = reported_role(data_args.eval_split, roles.get(data_args.eval_split))
     for name in data.splits:
         roles.setdefault(name, "not used")
     return {name: {"role": role, "examples": len(data.splits[name])} for name, role in roles.items()}
 
 
-def check_output_dir(output_dir: str, method: str) -> None:
-    """Refuse to write one method's student over another's: their side files and results would mix."""
+def reported_role(split: str, earlier: str | None) -> str:
+    """The reported split's role; a split that also trained or chose something is said to be no held-out estimate."""
+    if earlier in (None, "not used"):
+        return "reported once, after training; never used for any choice"
+    logger.warning(
+        "--eval_split %s is also used for %s: its reported metrics are not a held-out estimate. Report on a split "
+        "that played no part in the run (e.g. --eval_split test) for one.",
+        split,
+        earlier,
+    )
+    return f"{earlier}; also reported after training, so its metrics are not a held-out estimate"
+
+
+def _same_or_inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_roles(output_dir: str, model_args: ModelArguments) -> None:
+    """--output_dir must not be the teacher's or the student's folder, nor the teacher cache's."""
+    for flag in ("teacher", "student"):
+        folder = os.path.expanduser(getattr(model_args, flag) or "")
+        if folder and os.path.isdir(folder) and os.path.realpath(output_dir) == os.path.realpath(folder):
+            raise UserError(
+                f"--output_dir {output_dir} is the --{flag} folder: the student would be saved over the {flag} "
+                f"model. Pass another --output_dir (e.g. {os.path.normpath(output_dir)}_student)."
+            )
+    cache_dir = model_args.cache_dir
+    if cache_dir and _same_or_inside(output_dir, cache_dir):
+        where = "the same folder as" if _same_or_inside(cache_dir, output_dir) else "inside"
+        raise UserError(
+            f"--output_dir {output_dir} is {where} --cache_dir {cache_dir}: the student and the teacher cache would "
+            "share one folder (its files and its lock, so the run would refuse itself as in use). Pass a --cache_dir "
+            "of its own (e.g. a sibling of --output_dir), or leave --cache_dir out for the default place."
+        )
+
+
+def check_output_dir(output_dir: str, method: str, model_args: ModelArguments | None = None) -> None:
+    """Refuse an --output_dir where the student would replace or mix with a model this run does not own: the
+    teacher's, the student's or the cache's folder, a folder holding a model hf-lelp did not write, or another
+    method's student (their side files and results would mix)."""
+    if model_args is not None:
+        check_output_roles(output_dir, model_args)
+    foreign = foreign_model_files(output_dir)
+    if foreign:
+        raise UserError(
+            f"{output_dir} holds a model that hf-lelp did not write ({', '.join(foreign)}): saving the student there "
+            "would replace it. Pass another --output_dir (an empty or new folder, or one an earlier hf-lelp run "
+            "wrote)."
+        )
     config_path = os.path.join(output_dir, "lelp_config.json")
     if not os.path.isfile(config_path):
         return
@@ -388,10 +460,14 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     start = time.time()
     set_seed(args.seed)
     data = load_data(data_args)
+    if args.uses_teacher:  # label ids in the teacher's output order, for the cache, the student and every split
+        data = align_data_to_teacher(data, model_args)
     check_eval_split(data, data_args)
     selection_name = selection_split(data, data_args, args)
     check_labels_for_method(data, args)
-    check_output_dir(args.output_dir, args.method)
+    check_output_dir(args.output_dir, args.method, model_args)
+    teacher = {"--teacher": model_args.teacher} if args.uses_teacher else {}
+    check_models(data_args.max_length, data.label_names, {"--student": model_args.student}, teacher)
     cache = projections = None
     if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)
@@ -402,6 +478,7 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         projections = build_subclasses(cache, data, model_args, args)
     set_seed(args.seed)
     student, tokenizer = build_student(data, model_args, args, projections, cache.hidden_size if cache else None)
+    read_as_trained(tokenizer, data_args.max_length)  # saved with the export: it reads texts as training did
     parameters = parameter_counts(student)
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     eval_name = data_args.eval_split or None  # '' = no final evaluation, asked for explicitly
@@ -430,11 +507,13 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         eval_dataset=selection_set,  # never the reported split: selection happens on validation only
         compute_metrics=build_compute_metrics(data.num_labels, model_args.extra_metrics),
         card_context=card,
+        run_settings={**dataclasses.asdict(data_args), **dataclasses.asdict(model_args)},
     )
     resume = args.resume_from_checkpoint
     resume = True if str(resume).lower() in ("true", "1", "yes") else resume  # "latest complete checkpoint"
     train_result = trainer.train(resume_from_checkpoint=resume)
     results = {
+        **data_summary(data),  # what it trained on: source, rows, class names
         "method": args.method,
         "train_seconds": train_result.metrics.get("train_runtime"),
         "train_examples": len(train_set),
@@ -454,7 +533,9 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     if model_args.use_peft and model_args.merge_lora:
         trainer.model = trainer.model_wrapped = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     trainer.final_results = results
-    trainer.save_model(args.output_dir)
+    # Saved without the Trainer's own push (save_model pushes when --push_to_hub): the push comes last, after
+    # results.json is written, so that a refused push leaves the measured results behind.
+    trainer.save_model(args.output_dir, _internal_call=True)
     if args.should_save:
         if eval_set is not None:
             # The reported metrics are the saved student's, reloaded the way users load it (not the trainer's
@@ -477,6 +558,7 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
         results["wall_seconds"] = time.time() - start
         write_json_atomic(os.path.join(args.output_dir, "results.json"), results)
         trainer.write_card(args.output_dir)  # now with the measured export
+        trainer.record_written("results.json", "README.md")
     if args.push_to_hub:
         trainer.push_to_hub(commit_message=f"hf-lelp: {args.method} student", blocking=True)
     trainer.accelerator.wait_for_everyone()
