@@ -41,6 +41,7 @@ ONE_CALL_OPTIONS = {
     "cache_dir": None,  # teacher cache folder; default $HF_LELP_CACHE/teacher_caches/<teacher>-<content key>
     "teacher_tokenizer": None,  # default: the teacher checkpoint's own tokenizer
     "fine_label_column": None,  # known fine labels, for method="oracle"
+    "dataset_name": None,  # names the data in the cache and the model card; default: the Dataset's own name
 }
 
 
@@ -260,7 +261,7 @@ def _build_cache(teacher_model, tokenizer, rows, cache_dir, label_names, args, o
             label_names=label_names,
             max_length=options["max_length"],
             teacher_name=teacher_name,
-            dataset_name=_dataset_name(source),
+            dataset_name=options["dataset_name"] or _dataset_name(source),
             accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
         )
 

@@ -194,6 +194,7 @@ def test_one_call_python_api_on_a_datasetdict(user, method, tmp_path, monkeypatc
         text_column="review",
         label_column="sentiment",
         max_length=16,
+        dataset_name="my_reviews",
     )
     assert len(trainer.train_dataset) == ROWS["train"]
     if get_method(method).uses_teacher:  # the CLI's default place, keyed by content; never the cwd
@@ -204,6 +205,9 @@ def test_one_call_python_api_on_a_datasetdict(user, method, tmp_path, monkeypatc
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_macro_f1" in metrics
     trainer.save_model("exported")
     assert id2label(tmp_path / "exported") == THREE
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert all(name in card for name in THREE) and "rotten" not in card.lower(), card[:3000]
+    assert "my_reviews" in card or not get_method(method).uses_teacher, card[:3000]
     assert_answers_with(tmp_path / "exported", THREE)
     assert set(os.listdir(tmp_path)) <= {"exported", "out"}  # no cache or stray files in the user's folder
 
