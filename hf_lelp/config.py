@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .errors import UserError
 from .methods import METHOD_FLAG, Method, Projections, get_method, registered_methods
 from .projections import GROUPINGS, FitOptions
+from .validation import check_option_values
 
 # The built-in methods by kind, derived from the registry (hf_lelp.methods); code reads the entries instead.
 METHODS = registered_methods()
@@ -114,11 +116,13 @@ class LELPConfig(TrainingArguments):
 
     def __post_init__(self):
         drop_masked_tokens(self)
+        check_option_values(self)  # before TrainingArguments reads them: NaN passes every `<=` range check
         super().__post_init__()
         if self.dataloader_pin_memory and not _has_accelerator(self.use_cpu):
             # Pinning needs an accelerator; without one torch only warns at every dataloader (a no-op otherwise).
             self.dataloader_pin_memory = False
         method = self.method_spec  # an unknown name fails here, with the registered ones listed
+        check_trains_at_all(self)
         if self.temperature <= 0 or self.subclass_temperature <= 0:
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
         if self.subclass_head not in SUBCLASS_HEADS:
@@ -169,6 +173,16 @@ class LELPConfig(TrainingArguments):
         """Projection options of this method: the ablations switch off one step of LELP each (plain LELP options
         for a method that does not fit projections)."""
         return self.method_spec.fit_options(self) or Projections().fit_options(self)
+
+
+def check_trains_at_all(args: TrainingArguments) -> None:
+    """Zero epochs (with no --max_steps) would export the untrained student as if it were distilled."""
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise UserError(
+            f"--num_train_epochs {args.num_train_epochs} (with no --max_steps) trains for zero steps and would "
+            "export the untrained student: set --num_train_epochs above 0 or --max_steps to 1 or more, on the "
+            "command line or in the config file."
+        )
 
 
 def _has_accelerator(use_cpu: bool) -> bool:

@@ -25,6 +25,14 @@ def base_overrides(model_config, num_layers: int | None) -> dict:
     return overrides
 
 
+def read_as_trained(tokenizer, max_length: int):
+    """Make the saved tokenizer truncate where training did: its `model_max_length` (in tokenizer_config.json) is
+    the limit `truncation=True` applies, so `pipeline(...)(texts, truncation=True)` reads what the student learned
+    from instead of up to the checkpoint's own limit (512 for BERT-like models)."""
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
 def _plain_predictions(folder: str, texts: list[str], batch_size: int) -> np.ndarray:
     classifier = pipeline("text-classification", model=folder, device=-1)
     label2id = classifier.model.config.label2id

@@ -174,8 +174,9 @@ def subclass_head(model: nn.Module) -> nn.Module | None:
 
 
 def _head_owner(model: nn.Module) -> nn.Module | None:
-    """The module the auxiliary layers were attached to (the transformers model, also inside DDP or PEFT)."""
-    for module in model.modules():
+    """The module the auxiliary layers were attached to (the transformers model, also inside DDP, PEFT or
+    torch.compile)."""
+    for module in uncompiled(model).modules():
         if any(isinstance(getattr(module, name, None), nn.Module) for name in AUXILIARY_FILES):
             return module
     return None
@@ -210,7 +211,9 @@ def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = 
     The head runs on the classifier's input inside the model's forward, and its logits are put into the model's
     output: DDP then sees them as part of the forward graph (no "unused parameter" confusion).
     """
-    owner = _head_owner(model) or (_unwrapped(model) if with_features or with_export else None)
+    owner = _head_owner(model)
+    if owner is None and (with_features or with_export):
+        owner = _unwrapped(model)
     if owner is None:
         yield
         return
@@ -237,11 +240,20 @@ def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = 
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
-    """The transformers model inside DDP (`.module`) or PEFT (`.base_model.model`) wrappers."""
+    """The transformers model inside torch.compile (`._orig_mod`), DDP (`.module`) or PEFT (`.base_model.model`)
+    wrappers."""
+    model = uncompiled(model)
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
+        model = uncompiled(model.module)
     if is_peft_model(model):
         model = model.base_model.model
+    return model
+
+
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The module inside torch.compile's wrapper (whose attribute look-ups and len() forward to it)."""
+    while isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+        model = model._orig_mod
     return model
 
 

@@ -10,6 +10,7 @@ import uuid
 
 import datasets
 import torch
+from accelerate.state import AcceleratorState
 from huggingface_hub import HfApi, get_token
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -24,7 +25,7 @@ except ImportError:
 
 from .cache import TeacherCache
 from .callbacks import CheckpointFinisher
-from .card import run_card_context, write_model_card
+from .card import run_card_context, trainer_card_context, write_model_card
 from .config import LELPConfig
 from .data import EXAMPLE_ID
 from .io_utils import write_json_atomic
@@ -42,7 +43,6 @@ from .modeling import (
     subclass_logits_of,
 )
 from .output_files import fresh_save, record_files
-from .row_identity import TEXT_HASH
 from .publish import (
     CHECKPOINT_STATE,
     PUBLISHED,
@@ -54,6 +54,7 @@ from .publish import (
     stage,
 )
 from .resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
+from .row_identity import TEXT_HASH
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,13 @@ class LELPTrainer(Trainer):
         self.add_callback(self.checkpoint_finisher)
         # Older transformers (< 5.19) only know this switch: a per-batch-mean loss is not pre-scaled for GA.
         self.model_accepts_loss_kwargs = False
+
+    def create_accelerator_and_postprocess(self) -> None:
+        # accelerate keeps the first Accelerator's state (one per process): the teacher pass's would leave the
+        # dynamo backend at NO, and --torch_compile recorded as true would compile nothing.
+        if self.args.torch_compile:
+            AcceleratorState._reset_state()
+        super().create_accelerator_and_postprocess()
 
     # Private override (checked against transformers 5.17-5.24): `remove_unused_columns` keeps only the model's
     # forward arguments; the loss needs `example_id` too, and turning the user's flag off would be worse.
@@ -230,7 +238,8 @@ class LELPTrainer(Trainer):
 
     def _is_checkpoint_being_written(self, output_dir: str) -> bool:
         name = os.path.basename(os.path.normpath(output_dir))
-        return getattr(self, "_saving_checkpoint", False) and name == f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        current = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        return getattr(self, "_saving_checkpoint", False) and name == current
 
     # Private override (checked against transformers 5.17-5.25): the Trainer deletes old checkpoints
     # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
@@ -238,6 +247,7 @@ class LELPTrainer(Trainer):
     def _save_checkpoint(self, model, trial) -> None:
         limit = self.args.save_total_limit
         self.args.save_total_limit, self._saving_checkpoint = None, True
+        self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
         try:
             super()._save_checkpoint(model, trial)
         finally:
@@ -284,31 +294,38 @@ class LELPTrainer(Trainer):
             pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
             if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
                 os.remove(pickled)
+            if not self._keeps_pickled_args(output_dir):  # a saved model has its card (checkpoints: on_save)
+                self.write_card(output_dir)
 
     def _keeps_pickled_args(self, output_dir: str) -> bool:
         # Local checkpoint folders keep the Trainer's own files untouched (they are never uploaded as they are).
         return os.path.basename(os.path.normpath(output_dir)).startswith(PREFIX_CHECKPOINT_DIR)
 
     def write_card(self, output_dir: str) -> None:
-        """README.md model card (from model_cards/) with the freshest metrics; at every save and push."""
+        """README.md model card (from model_cards/) with the freshest metrics; at every save and push. A trainer
+        built in Python without `card_context=` describes what it knows itself (model, cache, datasets)."""
+        static = self.card_context
+        if static is None:
+            model = self.accelerator.unwrap_model(self.model)
+            static = trainer_card_context(model, self.teacher_cache, self.train_dataset, self.eval_dataset)
         context = run_card_context(
-            self.card_context,
+            static,
             self.args,
             self.lelp_metadata(),
             self.state.log_history,
             self.state.global_step,
             self.final_results,
             self._paper["citation"],
+            epoch=self.state.epoch,
+            folder=None if self._keeps_pickled_args(output_dir) else output_dir,  # save_model(elsewhere) too
         )
         write_model_card(output_dir, context)
 
     def create_model_card(self, *args, **kwargs):
-        # Trainer.push_to_hub calls this; our card replaces the generic Trainer card.
-        if self.card_context is not None and self.args.should_save:
+        # Trainer.push_to_hub calls this; our card replaces the generic Trainer card (also without card_context).
+        if self.args.should_save:
             self.write_card(self.args.output_dir)
             self.record_written("README.md")
-        else:
-            super().create_model_card(*args, **kwargs)
 
     # --- Publishing. Checked against transformers 5.17-5.24: Trainer.push_to_hub and _push_from_checkpoint
     # upload the whole output_dir (and checkpoint folders with training_args.bin); both are replaced so that

@@ -28,7 +28,8 @@ def test_the_wheel_lists_every_subpackage_and_the_card_template():
         for folder, _, files in os.walk(os.path.join(ROOT, "hf_lelp"))
         if "__init__.py" in files
     }
-    assert set(setuptools["packages"]) == on_disk | {"hf_lelp.model_cards", "hf_lelp.configs"}
+    mapped = {"hf_lelp.model_cards", "hf_lelp.configs", "hf_lelp.accelerate_configs"}
+    assert set(setuptools["packages"]) == on_disk | mapped
     assert setuptools["package-dir"]["hf_lelp.model_cards"] == "model_cards"
     assert os.path.isfile(os.path.join(ROOT, "model_cards", card.TEMPLATE_NAME))
     # The example configs ship once: recipes/configs/ is the wheel's hf_lelp/configs/, every file in it.

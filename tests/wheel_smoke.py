@@ -61,6 +61,7 @@ def build_and_install(tmp: str) -> str:
     listing = run([sys.executable, "-m", "zipfile", "-l", wheel], cwd=tmp).stdout
     assert "hf_lelp/model_cards/lelp_student.md.j2" in listing, listing
     assert "hf_lelp/configs/teacher_rotten_tomatoes.yaml" in listing, listing  # `hf-lelp train-teacher NAME`
+    assert "hf_lelp/accelerate_configs/cpu_2proc.yaml" in listing, listing  # `hf-lelp accelerate-config`
     venv = os.path.join(tmp, "venv")
     run([sys.executable, "-m", "venv", venv], cwd=tmp)
     python = os.path.join(venv, "bin", "python")
@@ -136,6 +137,8 @@ def inside(folder: str) -> None:
     assert error.startswith("hf-lelp: error: Config file missing.yaml not found"), error
     shipped = run([command, "example-config", "distill_rotten_tomatoes"], folder, env).stdout
     assert "method: lelp" in shipped, shipped  # the README's example configs come with the wheel
+    cpu_config = run([command, "accelerate-config"], folder, env).stdout
+    assert "num_processes: 2" in cpu_config, cpu_config  # the two-CPU-process launch config comes with it too
     checkpoints = glob.glob(os.path.join(out, "checkpoint-*", "README.md"))
     assert checkpoints and os.path.isfile(os.path.join(out, "README.md")), os.listdir(out)
     with open(os.path.join(out, "README.md"), encoding="utf-8") as handle:

@@ -1,0 +1,135 @@
+"""Multi-process launches: the process count asked for versus the one that runs, and the shipped accelerate configs.
+
+`accelerate launch --num_processes 2` on a machine without GPUs starts *one* process (accelerate's simple launcher;
+`--cpu` needs MPI), and the run would go on as a single process without a word. The configs of
+recipes/accelerate_configs/ ship in the wheel as hf_lelp/accelerate_configs/ (pyproject.toml), so that
+`hf-lelp accelerate-config --write cpu_2proc.yaml` gives an installed user the one that works on CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import logging
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+CPU_CONFIG = "cpu_2proc"
+# Set by every `accelerate launch` in the processes it starts (also by its single-process launcher).
+LAUNCHED_BY_ACCELERATE = "ACCELERATE_MIXED_PRECISION"
+
+
+def config_folder() -> Path:
+    packaged = Path(str(importlib.resources.files(__package__) / "accelerate_configs"))
+    checkout = Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs"
+    return packaged if packaged.is_dir() else checkout
+
+
+def config_names() -> list[str]:
+    return sorted(path.stem for path in config_folder().glob("*.yaml"))
+
+
+# ------------------------------------------------------------------------------------- asked vs running processes
+def requested_processes(environ=os.environ, launcher_argv: list[str] | None = None) -> int | None:
+    """The process count `accelerate launch` was asked for (its --num_processes, or its config file's), or None
+    when this process was not started by `accelerate launch` or the count cannot be told."""
+    if LAUNCHED_BY_ACCELERATE not in environ:
+        return None
+    argv = _parent_argv() if launcher_argv is None else launcher_argv
+    if not any("accelerate" in arg for arg in argv[:3]):
+        return None
+    count = _option(argv, "num_processes")
+    if count is None and (config := _option(argv, "config_file")) and os.path.isfile(config):
+        with open(config, encoding="utf-8") as handle:
+            count = (yaml.safe_load(handle) or {}).get("num_processes")
+    try:
+        return int(count) if count is not None else None
+    except ValueError:
+        return None
+
+
+def _parent_argv() -> list[str]:
+    """The command line of the process that started this one (Linux: /proc), or [] when it cannot be read."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as handle:
+            return [arg.decode(errors="replace") for arg in handle.read().split(b"\0") if arg]
+    except OSError:
+        return []
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of `--name V`, `--name=V` (or the dashed spelling) before the launched script's own arguments."""
+    spellings = {f"--{name}", f"--{name.replace('_', '-')}"}
+    for i, arg in enumerate(argv):
+        if arg in ("-m", "--module") or arg.endswith(".py"):
+            break
+        if arg in spellings and i + 1 < len(argv):
+            return argv[i + 1]
+        flag, _, value = arg.partition("=")
+        if flag in spellings and value:
+            return value
+    return None
+
+
+_WARNED: set[tuple[int, int]] = set()
+
+
+def warn_if_fewer_processes(world_size: int, environ=os.environ, launcher_argv: list[str] | None = None) -> bool:
+    """Log a warning when `accelerate launch` was asked for more processes than run together; True if it did."""
+    asked = requested_processes(environ, launcher_argv)
+    if asked is None or asked == world_size or (asked, world_size) in _WARNED:
+        return False
+    _WARNED.add((asked, world_size))  # once per run, however many steps check the process group
+    logger.warning(
+        "accelerate launch was asked for %d processes, but this run has %d (world size %d): on a machine without "
+        "GPUs `--num_processes` alone starts a single process. For %d CPU processes: `hf-lelp accelerate-config "
+        "--write %s.yaml`, then `accelerate launch --config_file %s.yaml -m hf_lelp.commands distill ... "
+        "--use_cpu true`.",
+        asked,
+        world_size,
+        world_size,
+        asked,
+        CPU_CONFIG,
+        CPU_CONFIG,
+    )
+    return True
+
+
+# --------------------------------------------------------------------------------- hf-lelp accelerate-config
+def accelerate_config(argv: list[str] | None = None) -> str:
+    """Print a shipped accelerate config (default: cpu_2proc, two CPU processes), or --write it to a file."""
+    parser = argparse.ArgumentParser(prog="hf-lelp accelerate-config", description=accelerate_config.__doc__)
+    parser.add_argument("name", nargs="?", default=CPU_CONFIG, help=f"One of: {', '.join(config_names())}.")
+    parser.add_argument("--write", metavar="PATH", help="Write the config to PATH (never over an existing file).")
+    parser.add_argument("--list", action="store_true", help="List the shipped configs.")
+    options = parser.parse_args(argv)
+    if options.list:
+        print("\n".join(config_names()))
+        return ""
+    path = config_folder() / f"{options.name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise UserError(
+            f"No accelerate config named '{options.name}'. hf-lelp ships: {', '.join(config_names())} "
+            "(`hf-lelp accelerate-config --list`)."
+        )
+    if not options.write:
+        text = path.read_text(encoding="utf-8")
+        print(text, end="")
+        return text
+    if os.path.exists(options.write):
+        raise UserError(f"--write {options.write} exists already: pass another path, or remove it first.")
+    shutil.copyfile(path, options.write)
+    cpu = " --use_cpu true" if path.stem.startswith("cpu") else ""
+    print(
+        f"wrote {options.write}; run: accelerate launch --config_file {shlex.quote(options.write)} "
+        f"-m hf_lelp.commands distill CONFIG.yaml{cpu}"
+    )
+    return options.write
