@@ -74,6 +74,12 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
     kwargs = dict(kwargs)
     options = {name: kwargs.pop(name, default) for name, default in ONE_CALL_OPTIONS.items()}
     train = _split(kwargs.get("train_dataset"), "train_dataset")
+    if "input_ids" in train.column_names:
+        raise ValueError(
+            "train_dataset is already tokenised, but teacher= and the one-call options work from the raw split: "
+            "pass the split with its text column (the teacher and the student each tokenise it), or pass "
+            "teacher_cache= and projections= with tokenised splits as before."
+        )
     evals = kwargs.get("eval_dataset")
     teacher_model, teacher_tokenizer, teacher_name = _load_teacher(teacher, args, teacher_cache, options)
     teacher_names = _teacher_label_names(teacher_model, teacher_cache)

@@ -284,3 +284,16 @@ def test_one_call_without_options_on_plain_text_and_label_columns(user, tmp_path
     trainer.save_model(str(tmp_path / "exported"))
     assert id2label(tmp_path / "exported") == THREE
     assert_answers_with(tmp_path / "exported", THREE)
+
+
+def test_one_call_mistakes_say_the_fix(user, tmp_path):
+    data = user_datasetdict(THREE)
+    common = {"model": user["init"], "args": one_call_args(tmp_path / "out", "kd"), "text_column": "review"}
+    common["label_column"] = "sentiment"
+    with pytest.raises(TypeError, match=r"DatasetDict.*train_dataset=data\['train'\]"):
+        LELPTrainer(teacher=user["teacher"], train_dataset=data, **common)
+    with pytest.raises(ValueError, match="pass teacher="):
+        LELPTrainer(train_dataset=data["train"], **common)
+    tokenised = data["train"].map(lambda row: {"input_ids": [2, 3]})
+    with pytest.raises(ValueError, match="already tokenised"):
+        LELPTrainer(teacher=user["teacher"], train_dataset=tokenised, **common)
