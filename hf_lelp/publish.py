@@ -130,12 +130,62 @@ def _contains(path: str, needles: list[bytes]) -> bytes | None:
     return None
 
 
+def machine_paths() -> list[str]:
+    """This machine's own folders, whatever the run was given: home, working and temporary directories."""
+    return [os.path.expanduser("~"), os.getcwd(), tempfile.gettempdir()]
+
+
+def _path_needles(local_paths: list[str]) -> list[bytes]:
+    """Each path as written and as resolved (symlinks), longest first; "/" alone names no folder."""
+    paths = set()
+    for path in local_paths:
+        if path:
+            paths |= {os.path.abspath(path), os.path.realpath(path)}
+    return sorted((p.encode() for p in paths if p.strip("/")), key=len, reverse=True)
+
+
+# Bytes that continue a path component: "/home/u" is not found in "/home/user", nor "/tmp" in "/var/tmp".
+PATH_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.~")
+
+
+def _contains_path(path: str, needles: list[bytes]) -> bytes | None:
+    """The first of `needles` found in the file as a whole path (not inside a longer component or path)."""
+    with open(path, "rb") as handle:
+        content = handle.read()
+    for needle in needles:
+        start = content.find(needle)
+        while start >= 0:
+            end = start + len(needle)
+            before = content[start - 1] if start else None
+            after = content[end] if end < len(content) else None
+            if before not in PATH_CHARS and after not in PATH_CHARS:
+                return needle
+            start = content.find(needle, start + 1)
+    return None
+
+
+def relative_trainer_state(staging: str, output_dir: str) -> None:
+    """trainer_state.json names the best checkpoint by its local path: publish it relative to output_dir (the
+    folder layout a resume elsewhere rebuilds), so that the scan stays strict about every other path."""
+    for root, _, files in os.walk(staging):
+        if "trainer_state.json" not in files:
+            continue
+        path = os.path.join(root, "trainer_state.json")
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        best = state.get("best_model_checkpoint")
+        if isinstance(best, str) and os.path.isabs(best):
+            state["best_model_checkpoint"] = os.path.relpath(best, os.path.abspath(output_dir))
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(state, handle, indent=2, sort_keys=True)
+
+
 def scan(staging: str, secrets: list[str], local_paths: list[str], allow_pickles: bool = False) -> None:
     """Refuse (UnsafePushError naming the file) a staged folder that holds a secret, a pickle, a cache file or a
-    local absolute path. `allow_pickles` is for resumable checkpoint state (optimizer/scheduler/RNG tensors)."""
+    local absolute path: one of `local_paths` or of this machine's home, working and temporary directories.
+    `allow_pickles` is for resumable checkpoint state (optimizer/scheduler/RNG tensors)."""
     secrets = [s.encode() for s in secrets if s and len(s) >= 4]
-    paths = sorted({os.path.abspath(p).encode() for p in local_paths if p}, key=len, reverse=True)
-    paths = [p for p in paths if p.count(b"/") >= 2]  # "/" or "/tmp" alone would match too much
+    paths = _path_needles([*local_paths, *machine_paths()])
     for root, _, files in os.walk(staging):
         for name in files:
             path = os.path.join(root, name)
@@ -149,7 +199,7 @@ def scan(staging: str, secrets: list[str], local_paths: list[str], allow_pickles
                     f"Push refused: {shown} is a pickle; a published model holds none. Nothing was uploaded."
                 )
             if name.endswith(TEXT_SUFFIXES):
-                found = _contains(path, paths)
+                found = _contains_path(path, paths)
                 if found:
                     raise UnsafePushError(
                         f"Push refused: {shown} contains the local path {found.decode()}; write a Hub id or a "
