@@ -23,21 +23,26 @@ from .cache import TeacherCache, sha256_state_dict
 from .columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT
 from .config import LELPConfig
 from .data import _native_label_names, as_text_classification_split, dataset_fingerprint, tokenize_split
+from .export import read_as_trained
 from .label_order import check_teacher_labels
 from .locks import exclusive_folder
 from .methods import SubclassInputs
 from .metrics import build_compute_metrics
 from .modeling import AUXILIARY_FILES, load_student
+from .preflight import check_max_length, position_limit
 from .teacher_pass import build_teacher_cache
 from .workflow import attach_training_modules, mixed_precision, teacher_cache_folder
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_LENGTH = 128  # as the CLI's --max_length
 # Keyword arguments of LELPTrainer that only the one-call path reads (the Trainer never sees them).
 ONE_CALL_OPTIONS = {
     "text_column": TEXT,  # the text column of train_dataset / eval_dataset
     "label_column": LABEL,  # their label column (ClassLabel, names or ids); None for unlabelled transfer text
-    "max_length": 128,  # token limit of the teacher pass and of the student, as the CLI's --max_length
+    # Token limit of the teacher pass and of the student (the CLI's --max_length); default: a given cache's, else
+    # DEFAULT_MAX_LENGTH or less where a model's position embeddings hold less.
+    "max_length": None,
     "cache_dir": None,  # teacher cache folder; default $HF_LELP_CACHE/teacher_caches/<teacher>-<content key>
     "teacher_tokenizer": None,  # default: the teacher checkpoint's own tokenizer
     "fine_label_column": None,  # known fine labels, for method="oracle"
@@ -87,6 +92,8 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
     convert = _converter(label_names, options)
     train_rows = convert(train, "train")
     student, tokenizer = _student(model, label_names, kwargs.get("processing_class"))
+    options["max_length"] = _max_length(options["max_length"], teacher_model, student, teacher_cache)
+    read_as_trained(tokenizer, options["max_length"])  # the saved tokenizer truncates where training did
     if args.uses_teacher and teacher_cache is None:
         cache_dir = options["cache_dir"] or _default_cache_dir(
             teacher_model, teacher_name, train_rows, label_names, options
@@ -239,6 +246,19 @@ def _student(model, label_names: list[str], tokenizer):
             raise ValueError("Cannot find the student's tokenizer: pass processing_class=tokenizer.")
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(source))
     return model, tokenizer
+
+
+def _max_length(given: int | None, teacher_model, student, teacher_cache) -> int:
+    models = {"student": student.config}
+    if teacher_model is not None:
+        models["teacher"] = teacher_model.config
+    if given is not None:
+        check_max_length(given, models)
+        return int(given)
+    if teacher_cache is not None:
+        return int(teacher_cache.fingerprint["max_length"])
+    limits = [limit for limit in map(position_limit, models.values()) if limit is not None]
+    return min([DEFAULT_MAX_LENGTH, *limits])
 
 
 def _default_cache_dir(teacher_model, teacher_name: str, rows, label_names: list[str], options: dict) -> str:

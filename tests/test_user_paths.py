@@ -283,6 +283,10 @@ def test_one_call_without_options_on_plain_text_and_label_columns(user, tmp_path
     trainer.train()
     trainer.save_model(str(tmp_path / "exported"))
     assert id2label(tmp_path / "exported") == THREE
+    # max_length: 128 by default, here cut to the tiny models' 64 positions; the export truncates where training did
+    assert trainer.teacher_cache.fingerprint["max_length"] == 64
+    saved = json.loads((tmp_path / "exported" / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == 64
     assert_answers_with(tmp_path / "exported", THREE)
 
 
