@@ -44,8 +44,11 @@ def requested_processes(environ=os.environ, launcher_argv: list[str] | None = No
     if LAUNCHED_BY_ACCELERATE not in environ:
         return None
     argv = _parent_argv() if launcher_argv is None else launcher_argv
-    if not any("accelerate" in arg for arg in argv[:3]):
+    # `accelerate launch ...` or `python -m accelerate.commands.launch ...`: its options follow that argument
+    start = next((i + 1 for i, arg in enumerate(argv[:3]) if "accelerate" in os.path.basename(arg)), None)
+    if start is None:
         return None
+    argv = argv[start + (argv[start : start + 1] == ["launch"]) :]
     count = _option(argv, "num_processes")
     if count is None and (config := _option(argv, "config_file")) and os.path.isfile(config):
         with open(config, encoding="utf-8") as handle:

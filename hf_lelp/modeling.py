@@ -228,6 +228,7 @@ def subclass_logits_of(model: nn.Module, num_labels: int, with_features: bool = 
         detached = args[0].detach()
         store[EXPORT_LOGITS] = nn.functional.linear(detached, module.weight, module.bias) if with_export else None
 
+    @torch.compiler.disable  # under --torch_compile: a cached, created class is no graph; rebuild the output eagerly
     def on_model(_module, _args, output):
         return _with_auxiliary_fields(type(output))(**dict(output), **store)
 
