@@ -252,6 +252,7 @@ def load_text_classification(
         frames, names = OFFLINE_DATASETS[source]()
         label_names = label_names or names
         description = f"offline dataset {source}: {OFFLINE_DATASET_SOURCES[source]}"
+        where = {}
     elif data_files or (isinstance(source, str) and os.path.isfile(source)):
         frames = _load_frames(source, data_files, encoding)
         frames = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 
 import datasets
 import numpy as np
@@ -24,12 +25,25 @@ from .cache import (
     _write_shard,
     check_fingerprint,
     make_fingerprint,
+    remove_stale_temporaries,
 )
 from .data import EXAMPLE_ID, LABEL, TEXT, as_text_classification_split
 from .heads import capture_layer_input, find_output_layer
 from .io_utils import read_json, write_json_atomic
+from .label_order import check_teacher_labels
+from .row_identity import text_hashes
 
 logger = logging.getLogger(__name__)
+
+
+def _remove_merge_leftovers(cache_dir: str) -> None:
+    """A merge killed after meta.json was written (the cache is complete) but before it removed its shards, or one
+    killed earlier in a folder that then got a finished cache, leaves files no run needs: remove them."""
+    remove_stale_temporaries(cache_dir)
+    shard_dir = os.path.join(cache_dir, "shards")
+    if os.path.isdir(shard_dir):
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        logger.info("Removed the shards of a finished teacher cache from %s.", shard_dir)
 
 
 def _encode(tokenizer, texts, max_length, device) -> dict[str, torch.Tensor]:
@@ -82,6 +96,7 @@ def _run_shard(
         "hidden": torch.cat(hidden),
         "logits": torch.cat(logits),
         "labels": torch.tensor(rows[LABEL], dtype=torch.int64),
+        "text_hash": torch.from_numpy(text_hashes(rows[TEXT])),
     }
 
 
@@ -141,6 +156,9 @@ def build_teacher_cache(
         or getattr(label_feature, "dtype", None) in ("string", "large_string")
     ):  # a user's Dataset: other columns, no ids or label names; a loaded split is used as it is (same fingerprint)
         split = as_text_classification_split(split, text_column, label_column, label_names)
+    # The one label-order check (the CLI's too): cached labels and label_names follow the teacher's outputs.
+    order = check_teacher_labels(teacher, label_names)
+    split, label_names = order.relabel(split), order.names
     ids = np.asarray(split[EXAMPLE_ID], dtype=np.int64)
     unique_ids, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):
@@ -158,12 +176,15 @@ def build_teacher_cache(
         label_names,
         dtype,
         teacher,
+        tokenizer,
     )
     # Recorded, not compared: a cache from a float32 pass is fine for a bf16 run and the other way round.
     expected["teacher_autocast"] = str(accelerator.mixed_precision)
     if os.path.isfile(os.path.join(cache_dir, "meta.json")):
         cache = TeacherCache.open(cache_dir)
         check_fingerprint(cache.fingerprint, expected, "teacher cache", cache_dir)
+        if accelerator.is_main_process:
+            _remove_merge_leftovers(cache_dir)
         return cache
 
     shard_dir = os.path.join(cache_dir, "shards")
@@ -194,7 +215,7 @@ def build_teacher_cache(
     # accelerate splits the shard indices, not the rows: every shard (fixed rows, the unit of resumption) goes to
     # exactly one process, unpadded, whatever the number of processes of this run or of the interrupted one.
     with accelerator.split_between_processes(list(range(num_shards))) as mine:
-        todo = [k for k in mine if not _shard_is_valid(shard_dir, k, shard_rows(k))]
+        todo = [k for k in mine if not _shard_is_valid(shard_dir, k, shard_rows(k), start=k * shard_size)]
     if accelerator.is_main_process:
         logger.info(
             "Teacher pass: %d shards of %d rows, %d on this process, %d of them already finished.",
@@ -222,10 +243,12 @@ def build_teacher_cache(
             dtype=dtype,
             progress=progress,
         )
-        _write_shard(shard_dir, k, tensors)
+        _write_shard(shard_dir, k, tensors, start=k * shard_size)
     progress.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _merge_shards(shard_dir, num_shards, cache_dir, expected, head, head_name, len(split), shard_size)
+        _merge_shards(
+            shard_dir, num_shards, cache_dir, expected, head, head_name, len(split), shard_size, expected_ids=ids
+        )
     accelerator.wait_for_everyone()
     return TeacherCache.open(cache_dir)

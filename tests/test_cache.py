@@ -65,6 +65,7 @@ def test_cache_is_memory_mapped_and_checksummed(tokenizer, tmp_path):
         "hidden.npy",
         "logits.npy",
         "labels.npy",
+        "text_hashes.npy",
         "head.safetensors",
     }
     assert not os.path.exists(tmp_path / "cache" / "shards")
