@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             hparams = {**DEMO_SETTINGS, **mlp_choice(method, chosen, results_file)}
             data_args = DataArguments(
-                dataset=f"{args.dataset}-benchmark",
                 train_file=os.path.join(folder, "data", "train.jsonl"),
                 test_file=os.path.join(folder, "data", "test.jsonl"),
                 class_names=prepared["label_names"],

@@ -10,6 +10,7 @@ from .data import (  # noqa: E402
     load_text_classification,
     tokenize_split,
 )
+from .label_order import align_to_teacher  # noqa: E402
 from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss  # noqa: E402
 from .metrics import build_compute_metrics  # noqa: E402
 from .modeling import attach_feature_regressor, attach_subclass_head, load_student  # noqa: E402
@@ -28,6 +29,7 @@ __all__ = [
     "SubclassProjections",
     "TeacherCache",
     "TextClassificationData",
+    "align_to_teacher",
     "as_text_classification_split",
     "attach_feature_regressor",
     "attach_subclass_head",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import importlib.resources
+import numbers
 import os
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -27,6 +30,28 @@ def _template_path() -> Path:
 
 TEMPLATE = _template_path()
 
+# Keys of `{split}_*` results that are not metrics of the saved model (the Trainer's timings, counts, its own scores).
+NOT_METRICS = {
+    *("accuracy", "macro_f1", "examples", "loss", "epoch"),
+    *("runtime", "samples_per_second", "steps_per_second"),
+}
+
+
+def markdown_text(value) -> str:
+    """A user's string (a label name) as plain text in the card's Markdown body: HTML escaped (`<script>` stays
+    text, as in the explorer), Markdown punctuation backslash-escaped, a line break shown as `\\n` (a new line
+    starting with `---` or `#` would become a heading)."""
+    text = html.escape(str(value), quote=False)
+    text = re.sub(r"([\\`*_{}\[\]()#+!|~$-])", r"\\\1", text)  # `$`: no math rendering of a name either
+    return re.sub(r"\r\n|\r|\n", r"\\\\n", text)
+
+
+def python_literal(value) -> str:
+    """`value` as Python source for a code block of the card: repr keeps int keys ints (JSON would turn
+    id2label's keys into strings, and `pipeline` then looks up id 1 in vain); a backtick and `<` are written as
+    escapes, so that no label can close the Markdown fence around it or open an HTML tag."""
+    return repr(value).replace("`", "\\x60").replace("<", "\\x3c")
+
 
 def base_model_id(name: str) -> str:
     """Hub id of the student's initial checkpoint (offline short names map to their Hub original); a local
@@ -36,7 +61,7 @@ def base_model_id(name: str) -> str:
 
 def dataset_facts(data_args) -> dict:
     """The data as it truly was: a Hub id only when the data came from the Hub."""
-    name = data_args.dataset
+    name = data_args.source() or ""  # None when files are the data
     if name in OFFLINE_DATASET_SOURCES and not data_args.data_files():
         return {"hub_id": None, "description": f"{OFFLINE_DATASET_SOURCES[name]} (an offline copy, not a Hub dataset)"}
     files = list((data_args.data_files() or {}).values())
@@ -58,7 +83,7 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
     return {
         "base_model": base_model_id(model_args.student),
         "student_num_layers": model_args.student_num_layers,
-        "dataset": public_name(data_args.dataset),
+        "dataset": public_name(data_args.data_name()),
         "dataset_hub_id": facts["hub_id"],
         "dataset_description": facts["description"],
         "label_names": data.label_names,
@@ -86,14 +111,86 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
     }
 
 
-def run_card_context(static: dict, args, meta: dict, log_history: list[dict], global_step: int, results, citation):
+def other_metrics(values: dict, prefix: str) -> dict[str, float]:
+    """The `--extra_metrics` scores among `{prefix}_*` values (accuracy and macro-F1 have their own columns)."""
+    found = {}
+    for key, value in values.items():
+        name = key[len(prefix) + 1 :] if key.startswith(f"{prefix}_") else None
+        if name and name not in NOT_METRICS and not name.startswith("trainer_"):
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                found[name] = float(value)
+    return found
+
+
+def training_schedule(args, global_step: int, epoch: float | None) -> str:
+    """What was trained (steps and epochs as counted by the Trainer), or what is planned before the first step."""
+    if global_step and epoch is not None:
+        return f"{global_step} optimizer steps ({epoch:.3g} epochs)"
+    if args.max_steps and args.max_steps > 0:
+        return f"{args.max_steps} optimizer steps planned (--max_steps)"
+    return f"{args.num_train_epochs} epochs planned"
+
+
+def trainer_card_context(model, teacher_cache=None, train_dataset=None, eval_dataset=None) -> dict:
+    """The static card facts of a trainer built in Python without `card_context=` (the CLI passes its own): what
+    the model, the teacher cache and the datasets say, nothing guessed. The Trainer's `eval_dataset` is the
+    evaluated split, named `eval` as in its metrics."""
+    config = model.config
+    fingerprint = dict(teacher_cache.fingerprint) if teacher_cache is not None else {}
+    dataset = public_name(fingerprint.get("dataset")) or "the training data passed to LELPTrainer"
+    splits = (("train", train_dataset), ("eval", eval_dataset))
+    sizes = {name: len(split) for name, split in splits if hasattr(split, "__len__") and not isinstance(split, dict)}
+    peft = None
+    overrides = {
+        "num_labels": config.num_labels,
+        "id2label": {int(k): v for k, v in config.id2label.items()},
+        "label2id": dict(config.label2id),
+    }
+    if getattr(config, "num_hidden_layers", None):
+        overrides["num_hidden_layers"] = config.num_hidden_layers  # a truncated base stays truncated
+    lora = getattr(model, "peft_config", {}).get("default")
+    if lora is not None:
+        peft = {"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout, "merged": False}
+    return {
+        "base_model": public_name(getattr(config, "_name_or_path", None)) or None,
+        "student_num_layers": None,
+        "dataset": dataset,
+        "dataset_hub_id": None,  # the trainer cannot tell where the rows came from: no Hub id is claimed
+        "dataset_description": f"{dataset} (rows given to `LELPTrainer` in Python)",
+        "label_names": [config.id2label[i] for i in range(config.num_labels)],
+        "split_sizes": sizes,
+        "teacher": public_name(fingerprint.get("teacher")),
+        "teacher_eval": None,
+        "eval_split": "eval" if "eval" in sizes else None,
+        "max_length": fingerprint.get("max_length"),
+        "baselines": [],
+        "peft": peft,
+        "base_overrides": overrides,
+        "local_paths": [],
+        "python_api": True,  # the card cannot tell which split chose what
+    }
+
+
+def run_card_context(
+    static: dict,
+    args,
+    meta: dict,
+    log_history: list[dict],
+    global_step: int,
+    results,
+    citation,
+    epoch: float | None = None,
+    folder: str | None = None,
+):
     """Static context + the run's options + the freshest metrics (final results, else the last evaluation).
 
-    A pure function of values: the card knows nothing of the trainer, which passes what the card shows."""
+    A pure function of values: the card knows nothing of the trainer, which passes what the card shows. `folder`:
+    where the model is saved, when not in args.output_dir (its name is the model id of a local model)."""
     split = static["eval_split"]
     metrics = {}
     if results:
         metrics = {
+            "other": other_metrics(results, split) if split else {},
             "accuracy": results.get(f"{split}_accuracy"),
             "macro_f1": results.get(f"{split}_macro_f1"),
             "export_agreement": results.get("export_agreement"),
@@ -105,15 +202,18 @@ def run_card_context(static: dict, args, meta: dict, log_history: list[dict], gl
         evals = [log for log in log_history if "eval_accuracy" in log]
         if evals:
             metrics = {
+                "other": other_metrics(evals[-1], "eval"),
                 "accuracy": evals[-1]["eval_accuracy"],
                 "macro_f1": evals[-1].get("eval_macro_f1"),
                 "metrics_from": f"evaluation at step {evals[-1].get('step')} (training in progress)",
             }
+    model_id = args.hub_model_id or os.path.basename(os.path.abspath(folder or args.output_dir))
     return {
         **static,
-        "model_id": args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+        "model_id": model_id,
         "accuracy": metrics.get("accuracy"),
         "macro_f1": metrics.get("macro_f1"),
+        "other_metrics": metrics.get("other", {}),
         "export_agreement": metrics.get("export_agreement"),
         "export_reloaded_with": metrics.get("export_reloaded_with"),
         "trainer_accuracy": metrics.get("trainer_accuracy"),
@@ -123,29 +223,46 @@ def run_card_context(static: dict, args, meta: dict, log_history: list[dict], gl
         "training": {
             "learning_rate": args.learning_rate,
             "epochs": args.num_train_epochs,
+            "schedule": training_schedule(args, global_step, epoch),
             "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
             "seed": args.seed,
             "max_length": static["max_length"],
         },
         "fingerprint": meta.get("cache_fingerprint"),
         "citation": citation,
+        **body_strings(static, model_id),
+    }
+
+
+def body_strings(static: dict, model_id: str) -> dict:
+    """The user's strings as the card body shows them: escaped Markdown text, or Python source in code blocks."""
+    names = static["label_names"]
+    return {
+        "label_names_md": [markdown_text(name) for name in names],
+        "example_label_py": python_literal(names[-1] if names else ""),
+        "model_id_py": python_literal(model_id),
+        "base_overrides_py": python_literal(static.get("base_overrides") or {}),
     }
 
 
 def card_metadata(context: dict) -> ModelCardData:
     """YAML front matter: licence, base model, data, tags and a model-index with the evaluation results."""
+    scores = [("accuracy", context["accuracy"], "accuracy (top-1)"), ("f1", context["macro_f1"], "f1 (macro)")]
+    scores += [(name, value, name) for name, value in context.get("other_metrics", {}).items()]
     results = []
-    for metric, value in (("accuracy", context["accuracy"]), ("f1", context["macro_f1"])):
+    # The model-index needs a dataset id (`dataset.type`): only data from the Hub has one, and an invented id
+    # would point to another dataset or none. Other data keeps its metrics in the card's body.
+    for metric, value, label in scores if context["dataset_hub_id"] else ():
         if value is not None:
             results.append(
                 EvalResult(
                     task_type="text-classification",
-                    dataset_type=context["dataset_hub_id"] or f"local:{context['dataset']}",  # no Hub id it is not
+                    dataset_type=context["dataset_hub_id"],
                     dataset_name=context["dataset"],
                     dataset_split=context["eval_split"],
                     metric_type=metric,
                     metric_value=round(float(value), 4),
-                    metric_name=f"{metric} ({'macro' if metric == 'f1' else 'top-1'})",
+                    metric_name=label,
                 )
             )
     return ModelCardData(

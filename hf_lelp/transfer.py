@@ -86,7 +86,14 @@ def with_transfer_data(
         }
     )
     logger.info("Transfer set: %d unlabelled texts from %s.", len(texts), transfer)
-    return TextClassificationData(datasets.DatasetDict(splits), data.label_names, data.name)
+    shown = _shown(transfer) if transfer not in data.splits else f"split '{transfer}'"
+    source = f"{data.source}; train replaced by {len(texts)} unlabelled texts from {shown}"
+    return TextClassificationData(datasets.DatasetDict(splits), data.label_names, data.name, source)
+
+
+def _shown(transfer: str) -> str:
+    """A transfer file by its name (results never hold this machine's paths), else as given (a split, a Dataset)."""
+    return os.path.basename(transfer) if os.path.isfile(transfer) else transfer
 
 
 def carve_validation(data: TextClassificationData, size: int, seed: int = 0) -> TextClassificationData:
@@ -111,4 +118,4 @@ def carve_validation(data: TextClassificationData, size: int, seed: int = 0) -> 
 
     splits = dict(data.splits)
     splits["train"], splits["validation"] = renumbered(rest), renumbered(chosen)
-    return TextClassificationData(datasets.DatasetDict(splits), data.label_names, data.name)
+    return TextClassificationData(datasets.DatasetDict(splits), data.label_names, data.name, data.source)

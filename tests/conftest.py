@@ -69,8 +69,10 @@ def tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int 
         num_labels=num_labels,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
-        id2label={i: f"class_{i}" for i in range(num_labels)},
-        label2id={f"class_{i}": i for i in range(num_labels)},
+        # Unnamed classes (transformers' default LABEL_i): an in-memory teacher for any data's class names; a teacher
+        # with names is matched to the data's by name (hf_lelp.label_order), see save_tiny_model(label_names=...).
+        id2label={i: f"LABEL_{i}" for i in range(num_labels)},
+        label2id={f"LABEL_{i}": i for i in range(num_labels)},
     )
     return BertForSequenceClassification(config).eval()
 
@@ -142,7 +144,6 @@ def project(tmp_path_factory):
         )
     save_tiny_model(folder / "student_init", hidden=32, layers=2, seed=2)
     config = {
-        "dataset": "tiny",
         "train_file": str(folder / "train.csv"),
         "test_file": str(folder / "test.csv"),
         "text_column": "review",

@@ -365,7 +365,7 @@ def recipe_cache(tmp_path_factory):
     save_tiny_model(folder / "teacher", label_names=names)
     data_flags = ["--train_file", str(folder / "train.csv"), "--text_column", "review", "--label_column", "stars"]
     run(
-        [sys.executable, "recipes/cache_teacher.py", "--teacher", str(folder / "teacher"), "--dataset", "tiny"]
+        [sys.executable, "recipes/cache_teacher.py", "--teacher", str(folder / "teacher")]
         + data_flags
         + ["--max_length", "24", "--cache_dir", str(folder / "cache"), "--output_dir", str(folder / "unused")]
         + ["--use_cpu", "true", "--report_to", "none"]

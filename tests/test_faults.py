@@ -229,8 +229,10 @@ def test_cache_refuses_teacher_with_other_classes(tmp_path):
 
     teacher = tiny_bert(2)
     teacher.config.id2label = {0: "pos", 1: "neg"}
-    with pytest.raises(ValueError, match=r"teacher's classes \['pos', 'neg'\] differ from the data's"):
-        check_teacher_labels(teacher.config, ["neg", "pos"])
+    with pytest.raises(ValueError, match=r"teacher's classes \['pos', 'neg'\] .* do not match the data's classes"):
+        check_teacher_labels(teacher.config, ["bad", "good"])
+    # The same classes in another order are matched by name (issue 19): the data follows the teacher's order.
+    assert check_teacher_labels(teacher.config, ["neg", "pos"]).names == ["pos", "neg"]
     generic = tiny_bert(2).config
     generic.id2label = {0: "LABEL_0", 1: "LABEL_1"}
     check_teacher_labels(generic, ["neg", "pos"])  # unnamed classes: nothing to compare, accepted
@@ -243,7 +245,7 @@ def test_class_present_in_eval_but_absent_from_train_is_reported_and_refused_by_
 
     pd.DataFrame({"text": ["good", "fine", "great"], "label": ["pos", "pos", "pos"]}).to_csv(tmp_path / "train.csv")
     pd.DataFrame({"text": ["bad", "good"], "label": ["neg", "pos"]}).to_csv(tmp_path / "test.csv")
-    args = DataArguments(dataset="local", train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"))
+    args = DataArguments(train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"))
     with caplog.at_level(logging.WARNING, logger="hf_lelp"):
         data = load_data(args)
     assert "Split 'test' has classes absent from train: ['neg']" in caplog.text

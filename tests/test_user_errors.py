@@ -61,7 +61,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *names: str) -> str:
 
 
 def data_flags(folder, train: str = "good.csv", test: str = "good.csv") -> list:
-    return ["--dataset", "local", "--train_file", folder / train, "--test_file", folder / test]
+    return ["--train_file", folder / train, "--test_file", folder / test]
 
 
 def common(folder) -> list:

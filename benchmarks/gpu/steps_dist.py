@@ -53,7 +53,6 @@ def tiny_project(folder: str, student: str, student_num_layers: int) -> dict:
     if student == "tiny":
         student = os.path.join(folder, "student_init")
     common = {
-        "dataset": "tiny",
         "train_file": os.path.join(folder, "train.csv"),
         "test_file": os.path.join(folder, "test.csv"),
         "text_column": "review",

@@ -138,7 +138,6 @@ def _train_teacher(folder: str, names: list[str], options: PrepareOptions, teach
     results_path = os.path.join(output, RESULTS_FILE)
     if not os.path.isfile(results_path):
         data_args = DataArguments(
-            dataset=f"{os.path.basename(folder)}-benchmark",  # a label only: the data come from the files
             train_file=teacher_file,
             test_file=os.path.join(folder, "data", "test.jsonl"),
             class_names=names,

@@ -118,7 +118,6 @@ def _teacher_run(folder: str, names: list[str], options: StrongOptions, lr: floa
     from transformers import TrainingArguments
 
     data_args = DataArguments(
-        dataset=f"{os.path.basename(os.path.dirname(folder))}-strong",
         train_file=os.path.join(folder, "data", "teacher.jsonl"),
         validation_file=os.path.join(folder, "data", "validation.jsonl"),
         class_names=names,

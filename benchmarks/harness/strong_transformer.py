@@ -53,7 +53,6 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
 
     prepared = PreparedDataset.load(folder)
     data_args = DataArguments(
-        dataset=f"{prepared.name}-strong",
         train_file=os.path.join(folder, "data", "train.jsonl"),
         **{f"{split}_file": os.path.join(folder, "data", f"{split}.jsonl")},
         class_names=prepared.label_names,
