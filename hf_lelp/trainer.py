@@ -231,7 +231,12 @@ class LELPTrainer(Trainer):
             if os.path.isdir(output_dir):
                 logger.warning("Replacing %s, left by an earlier run.", output_dir)
                 shutil.rmtree(output_dir)
-            self._save_files(output_dir, state_dict)
+            # The checkpoint's arguments (training_args.bin/.json) record the user's limit, not the held one.
+            self.args.save_total_limit = self._held_save_total_limit
+            try:
+                self._save_files(output_dir, state_dict)
+            finally:
+                self.args.save_total_limit = None
         else:
             with fresh_save(output_dir, self.save_run_id):
                 self._save_files(output_dir, state_dict)
@@ -245,7 +250,7 @@ class LELPTrainer(Trainer):
     # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
     # complete checkpoint. The rotation is held back until the new checkpoint is marked complete.
     def _save_checkpoint(self, model, trial) -> None:
-        limit = self.args.save_total_limit
+        limit = self._held_save_total_limit = self.args.save_total_limit
         self.args.save_total_limit, self._saving_checkpoint = None, True
         self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
         try:
