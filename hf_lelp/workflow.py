@@ -451,6 +451,7 @@ def check_output_dir(output_dir: str, method: str, model_args: ModelArguments | 
 def run_distillation(data_args: DataArguments, model_args: ModelArguments, args: LELPConfig) -> dict:
     """The whole job, holding output_dir against a second run (refused with this run named)."""
     check_process_group(args)
+    check_output_roles(args.output_dir, model_args)  # before the lock: not even a lock file in the teacher's folder
     holding = exclusive_folder(args.output_dir, "output folder") if args.process_index == 0 else nullcontext()
     with holding:
         return _run_distillation(data_args, model_args, args)

@@ -252,6 +252,8 @@ def test_a_kill_right_after_rotation_leaves_a_complete_checkpoint(project, tmp_p
     monkeypatch.setattr(transformers.trainer_utils.shutil, "rmtree", real_rmtree)
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-16"]
     assert (out / "checkpoint-16" / CHECKPOINT_MARKER).is_file()
+    # Rotation is held back while the checkpoint is written, but its arguments record the limit the user gave.
+    assert json.loads((out / "checkpoint-16" / "training_args.json").read_text())["save_total_limit"] == 1
     results = cli(project, out, *flags, "--resume_from_checkpoint", "true")
     assert results["test_accuracy"] is not None
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-24"]
