@@ -104,10 +104,7 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
     del teacher_model  # the teacher is never in memory while the student trains
     gc.collect()
     if args.method_spec.subclass_source is not None and projections is None:
-        fine = None
-        if FINE_LABEL in train_rows.column_names:
-            fine = dict(zip(train_rows[EXAMPLE_ID], train_rows[FINE_LABEL]))
-        projections = args.method_spec.subclass_source(SubclassInputs(teacher_cache, args, fine, save=True))
+        projections = _subclass_source(teacher_cache, train_rows, args)
     if not any(hasattr(student, name) for name in AUXILIARY_FILES):  # the caller's own attached modules are kept
         hidden = teacher_cache.hidden_size if teacher_cache is not None else None
         attach_training_modules(student, len(label_names), args, projections, hidden)
@@ -116,11 +113,25 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
         kwargs["eval_dataset"] = _map_evals(
             evals, lambda split, name: _tokenised(split, name, convert, tokenizer, options)
         )
-    kwargs.setdefault("processing_class", tokenizer)
+    return Prepared(student, teacher_cache, projections, _with_defaults(kwargs, tokenizer, len(label_names)))
+
+
+def _subclass_source(cache: TeacherCache, train_rows: datasets.Dataset, args: LELPConfig):
+    """The method's pseudo-subclasses, fitted as the CLI fits them (saved beside the cache, reused next time)."""
+    fine = None
+    if FINE_LABEL in train_rows.column_names:
+        fine = dict(zip(train_rows[EXAMPLE_ID], train_rows[FINE_LABEL]))
+    return args.method_spec.subclass_source(SubclassInputs(cache, args, fine, save=True))
+
+
+def _with_defaults(kwargs: dict, tokenizer, num_labels: int) -> dict:
+    """The Trainer arguments a text classifier needs, where the caller gave none."""
+    if kwargs.get("processing_class") is None:
+        kwargs["processing_class"] = tokenizer
     if kwargs.get("data_collator") is None:
         kwargs["data_collator"] = DataCollatorWithPadding(tokenizer)
-    kwargs.setdefault("compute_metrics", build_compute_metrics(len(label_names)))
-    return Prepared(student, teacher_cache, projections, kwargs)
+    kwargs.setdefault("compute_metrics", build_compute_metrics(num_labels))
+    return kwargs
 
 
 def _split(dataset, argument: str) -> datasets.Dataset:
