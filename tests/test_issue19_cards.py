@@ -28,6 +28,7 @@ ODD_LABELS = ["<script>alert(1)</script>", "pos $x^$ | *y*\n---\ntitle: z"]
 
 def fail(argv: list[str], capsys) -> str:
     """Run `hf-lelp ARGV` expecting a user error; its one paragraph."""
+    capsys.readouterr()  # what came before (a progress bar of a fixture) is not this command's
     with pytest.raises(SystemExit) as stop:
         commands.main(argv)
     assert stop.value.code == 2
