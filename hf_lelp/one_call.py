@@ -19,7 +19,7 @@ import datasets
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from .assets import resolve_model
-from .cache import TeacherCache, sha256_state_dict
+from .cache import TeacherCache, sha256_state_dict, sha256_tokenizer
 from .columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT
 from .config import LELPConfig
 from .data import _native_label_names, as_text_classification_split, dataset_fingerprint, tokenize_split
@@ -96,7 +96,7 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
     read_as_trained(tokenizer, options["max_length"])  # the saved tokenizer truncates where training did
     if args.uses_teacher and teacher_cache is None:
         cache_dir = options["cache_dir"] or _default_cache_dir(
-            teacher_model, teacher_name, train_rows, label_names, options
+            teacher_model, teacher_tokenizer, teacher_name, train_rows, label_names, options
         )
         teacher_cache = _build_cache(
             teacher_model, teacher_tokenizer, train_rows, cache_dir, label_names, args, options, teacher_name, train
@@ -272,11 +272,12 @@ def _max_length(given: int | None, teacher_model, student, teacher_cache) -> int
     return min([DEFAULT_MAX_LENGTH, *limits])
 
 
-def _default_cache_dir(teacher_model, teacher_name: str, rows, label_names: list[str], options: dict) -> str:
+def _default_cache_dir(teacher_model, tokenizer, teacher_name: str, rows, label_names, options: dict) -> str:
     """The CLI's default location, keyed by content (the teacher's weights, the rows, the cache options), so that
     a retrained teacher or edited data gets a cache of its own and the same inputs reuse theirs."""
     key = {
         "teacher_sha256": sha256_state_dict(teacher_model),
+        "tokenizer_sha256": sha256_tokenizer(tokenizer),
         "dataset_sha256": dataset_fingerprint(rows),
         "label_names": label_names,
         "max_length": options["max_length"],
