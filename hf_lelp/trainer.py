@@ -222,15 +222,13 @@ class LELPTrainer(Trainer):
     # modules before they are written, and no public hook sees the state dict of both save_model and checkpoints.
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file, with
-        nothing of another model beside it: a checkpoint folder left by an earlier run is replaced, and in any
-        other folder the files an earlier run saved are removed first (hf_lelp/output_files.py)."""
+        nothing of another model beside it: a checkpoint folder left by an earlier run was removed before the
+        checkpoint save began, and in any other folder the files an earlier run saved are removed first
+        (hf_lelp/output_files.py)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             self._save_files(output_dir, state_dict)
         elif self._is_checkpoint_being_written(output_dir):
-            if os.path.isdir(output_dir):
-                logger.warning("Replacing %s, left by an earlier run.", output_dir)
-                shutil.rmtree(output_dir)
             # The checkpoint's arguments (training_args.bin/.json) record the user's limit, not the held one.
             self.args.save_total_limit = self._held_save_total_limit
             try:
@@ -250,6 +248,9 @@ class LELPTrainer(Trainer):
     # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
     # complete checkpoint. The rotation is held back until the new checkpoint is marked complete.
     def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self._remove_stale_checkpoint(folder)
         limit = self._held_save_total_limit = self.args.save_total_limit
         self.args.save_total_limit, self._saving_checkpoint = None, True
         self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
@@ -257,8 +258,7 @@ class LELPTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit, self._saving_checkpoint = limit, False
-        run_dir = self._get_output_dir(trial=trial)
-        self.checkpoint_finisher.finish(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"))
+        self.checkpoint_finisher.finish(folder)
         if not self.args.should_save:
             return
         if rotate_checkpoints is None:
@@ -270,6 +270,14 @@ class LELPTrainer(Trainer):
                 best_model_checkpoint=self.state.best_model_checkpoint,
                 use_mtime=True,
             )
+
+    def _remove_stale_checkpoint(self, folder: str) -> None:
+        """A folder of this step's name left by an earlier run (its completion marker, another model's files) would
+        mix with this save: removed before any process writes into it."""
+        if self.args.should_save and os.path.isdir(folder):
+            logger.warning("Replacing %s, left by an earlier run.", folder)
+            shutil.rmtree(folder)
+        self.accelerator.wait_for_everyone()
 
     def record_written(self, *names: str) -> None:
         """Files written in output_dir after the save (results.json, the card): this run's, removed by the next

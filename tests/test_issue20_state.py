@@ -66,12 +66,15 @@ def labelled_csvs(folder: Path, names: list[str]) -> tuple[str, str]:
 @pytest.mark.publish
 def test_a_full_model_saved_over_a_lora_run_leaves_no_adapter_behind(project, hub, tmp_path):  # noqa: F811
     out = tmp_path / "out"
-    cli(project, out, "--use_peft", "true")
+    cli(project, out, "--use_peft", "true", "--save_strategy", "epoch")
     assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    assert (out / "checkpoint-8" / "adapter_model.safetensors").is_file()
     (out / "notes.txt").write_text("the user's own file")
     results = cli(
         project,
         out,
+        "--save_strategy",
+        "epoch",
         "--push_to_hub",
         "true",
         "--hub_model_id",
@@ -83,6 +86,9 @@ def test_a_full_model_saved_over_a_lora_run_leaves_no_adapter_behind(project, hu
     )
     assert not (out / "adapter_model.safetensors").exists() and not (out / "adapter_config.json").exists()
     assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "the user's own file"
+    # The checkpoint folder of the same step was the LoRA run's: replaced, not mixed.
+    assert not (out / "checkpoint-8" / "adapter_model.safetensors").exists()
+    assert (out / "checkpoint-8" / "model.safetensors").is_file()
     # The reported metrics are the full model's: the export reloads to the trainer's predictions.
     assert results["export_agreement"] == 1.0 and results["export_reloaded_with"].startswith("pipeline")
     published = {path for path, _ in hub.uploads}
