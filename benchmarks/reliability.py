@@ -265,6 +265,11 @@ BAD_INPUTS = [
         "test_a_mistyped_dataset_name",
     ),
     (
+        "a mistyped model name (`--student org/no-such-model`)",
+        "not a folder, not an offline name (listed), and the Hub could not serve it; refused before any work",
+        "test_a_mistyped_student_name",
+    ),
+    (
         "--max_length beyond the student's or teacher's position embeddings",
         "refused before the teacher pass, naming each model's limit; exit 2",
         "test_max_length_beyond_the_models_positions",

@@ -9,9 +9,11 @@ import os
 
 from transformers import AutoConfig, PretrainedConfig
 
-from .assets import resolve_model
+from .assets import OFFLINE_MODELS, resolve_model
 from .errors import UserError
+from .io_utils import is_no_space
 from .offline_datasets import OFFLINE_DATASETS
+from .split_assets import SPLIT_MODELS
 
 # Models that number their positions after the padding index (RoBERTa's scheme): the first pad_token_id + 1
 # rows of the position embeddings are never used by a token.
@@ -76,8 +78,20 @@ def check_classifier(config: PretrainedConfig, flag: str, label_names: list[str]
         )
 
 
-def model_config(name_or_path: str) -> PretrainedConfig:
-    return AutoConfig.from_pretrained(resolve_model(name_or_path))
+def model_config(flag: str, name_or_path: str) -> PretrainedConfig:
+    """The model's config; a name that is no folder here and that the Hub cannot serve is the user's to fix."""
+    path = resolve_model(name_or_path)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except OSError as error:
+        if is_no_space(error) or os.path.isdir(path):  # a full disk, or a folder that is not a model: as it is
+            raise
+        offline = sorted([*OFFLINE_MODELS, *SPLIT_MODELS])
+        reason = " ".join(str(error).split()).rstrip(".")
+        raise UserError(
+            f"{flag} {name_or_path} is not a model folder here, not an offline name ({', '.join(offline)}), and "
+            f"the Hub could not serve it ({reason}). Check the name, or pass the folder of a saved model."
+        ) from error
 
 
 def check_models(
@@ -87,9 +101,9 @@ def check_models(
     `fixed` ({"--teacher": name}) are used as they are (their outputs are checked when they are loaded)."""
     configs = {}
     for flag, name in trained.items():
-        configs[f"{flag} {name}"] = config = model_config(name)
+        configs[f"{flag} {name}"] = config = model_config(flag, name)
         check_classifier(config, f"{flag} {name}", label_names)
     for flag, name in (fixed or {}).items():
         if name:
-            configs[f"{flag} {name}"] = model_config(name)
+            configs[f"{flag} {name}"] = model_config(flag, name)
     check_max_length(max_length, configs)

@@ -210,6 +210,15 @@ def test_a_mistyped_dataset_name(files, tmp_path):
     assert "tweets" in message and "20newsgroups_4class" in message  # the offline names are listed
 
 
+def test_a_mistyped_student_name(files, tmp_path):
+    argv = distill_flags(files, tmp_path / "out", tmp_path / "cache")
+    argv[argv.index("--student") + 1] = "sentence-transformers/all-MiniLM-L6-v3"
+    message = cli_process(argv)
+    assert "--student sentence-transformers/all-MiniLM-L6-v3 is not a model folder here" in message
+    assert "all-MiniLM-L6-v2" in message and "the Hub could not serve it" in message
+    assert not (tmp_path / "cache").exists()  # refused before the teacher pass
+
+
 def test_max_length_beyond_the_models_positions(files, tmp_path, capsys):
     flags = distill_flags(files, tmp_path / "out", tmp_path / "cache")
     flags[flags.index("--max_length") + 1] = "100"
