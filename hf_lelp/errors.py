@@ -110,8 +110,12 @@ def _written_file(error: BaseException) -> str | None:
     for frame in reversed(frames):
         for name in WRITTEN_FILE_LOCALS:
             value = frame.f_locals.get(name)
-            if isinstance(value, str | os.PathLike) and os.path.isdir(os.path.dirname(os.path.abspath(value))):
-                return os.fspath(value)
+            if not isinstance(value, str | os.PathLike):
+                continue
+            value = os.fspath(value)
+            # A path (it names a folder that exists), not some other string that happens to be called `f`.
+            if os.sep in value and os.path.isdir(os.path.dirname(os.path.abspath(value))):
+                return value
     return None
 
 
