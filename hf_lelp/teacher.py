@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, Traini
 from .assets import resolve_model
 from .cli import DataArguments, parse_with_config, setup_logging
 from .data import LABEL, data_summary
+from .export import read_as_trained
 from .io_utils import write_json_atomic
 from .metrics import build_compute_metrics
 from .modeling import load_student
@@ -44,7 +45,7 @@ def train_teacher(
     check_models(data_args.max_length, data.label_names, {"--teacher_model": teacher_args.teacher_model})
     path = resolve_model(teacher_args.teacher_model)
     model = load_student(path, data.label_names, teacher_args.teacher_num_layers)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = read_as_trained(AutoTokenizer.from_pretrained(path), data_args.max_length)  # saved with it
 
     def encode(split):
         split = split.filter(lambda row: row[LABEL] >= 0)  # a teacher learns from labelled rows only

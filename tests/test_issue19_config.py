@@ -210,6 +210,14 @@ def test_the_export_truncates_long_texts_at_the_training_max_length(files, repor
     assert f"truncation=True)  # reads at most {MAX_LENGTH} tokens" in card
 
 
+def test_a_trained_teacher_also_truncates_at_its_training_max_length(files, tmp_path):
+    out = tmp_path / "teacher"
+    argv = ["train-teacher", "--train_file", str(files / "train.csv"), "--teacher_model", str(files / "student")]
+    main([*argv, "--max_length", str(MAX_LENGTH), "--output_dir", str(out), "--max_steps", "1", "--use_cpu", "true"])
+    with open(out / "tokenizer_config.json", encoding="utf-8") as handle:
+        assert json.load(handle)["model_max_length"] == MAX_LENGTH
+
+
 # --- item 6: --torch_compile --------------------------------------------------------------------------------------
 
 
