@@ -28,6 +28,7 @@ from benchmarks.harness.report import write_report  # noqa: E402
 from benchmarks.harness.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
 from benchmarks.harness.search import PAPER_METHOD, SearchSpace  # noqa: E402
 from hf_lelp.errors import run_cli  # noqa: E402
+from hf_lelp.extras import require  # noqa: E402
 from hf_lelp.io_utils import write_json_atomic  # noqa: E402
 from hf_lelp.methods import registered_methods  # noqa: E402
 
@@ -81,6 +82,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    require("matplotlib", "explore", "The benchmark (its report's plots)")  # before hours of runs, not after
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     command = "python recipes/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.report_only:

@@ -108,6 +108,20 @@ def test_the_explorer_without_matplotlib_names_the_extra(tmp_path, monkeypatch, 
     assert "pip install 'hf-lelp[explore]'" in err
 
 
+def test_the_benchmark_without_matplotlib_names_the_extra_before_any_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    from hf_lelp.errors import UserError
+
+    spec = importlib.util.spec_from_file_location("benchmark_recipe", os.path.join(ROOT, "recipes", "benchmark.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    missing(monkeypatch, "matplotlib")
+    with pytest.raises(UserError, match=r"pip install 'hf-lelp\[explore\]'"):
+        recipe.main(["--work_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
+    assert not os.listdir(tmp_path)  # nothing prepared or run
+
+
 def test_matplotlib_and_tensorboard_are_extras_and_dev_installs_them():
     import tomllib
 
