@@ -67,7 +67,8 @@ def _lock_file(path: str) -> int:
 def _holder(path: str) -> str:
     try:
         with open(path, "rb") as handle:
-            return handle.read(4096).decode(errors="replace").strip() or "unknown process"
+            # Masked again: a lock file written by an older hf-lelp held the command line as it was.
+            return TOKEN_PATTERN.sub(MASK, handle.read(4096).decode(errors="replace").strip()) or "unknown process"
     except OSError:  # gone (its holder just left) or not readable by us (another user's owner-only lock)
         return "unknown process"
 

@@ -428,8 +428,8 @@ class LELPTrainer(Trainer):
         paths = list((self.card_context or {}).get("local_paths", []))
         if self.teacher_cache is not None:
             paths.append(self.teacher_cache.path)
-        given = [self.args.output_dir, getattr(self.args, "logging_dir", None), self.args.resume_from_checkpoint]
-        for value in (self.run_settings or {}).values():
+        given = [self.args.output_dir]
+        for value in (*self.args.to_dict().values(), *(self.run_settings or {}).values()):  # every flag's value
             given += value if isinstance(value, list) else [value]
         paths += [p for p in given if isinstance(p, str) and p and (os.path.isabs(p) or os.path.exists(p))]
         return [os.path.abspath(p) for p in paths]
