@@ -39,10 +39,12 @@ NOT_METRICS = {
 
 def markdown_text(value) -> str:
     """A user's string (a label name) as plain text in the card's Markdown body: HTML escaped (`<script>` stays
-    text, as in the explorer), Markdown punctuation backslash-escaped, a line break shown as `\\n` (a new line
-    starting with `---` or `#` would become a heading)."""
+    text, as in the explorer), the punctuation that formats inline text backslash-escaped (`$`: no math either;
+    `_` unless inside a word, where it formats nothing: `very_positive` stays as typed), a line break shown as
+    `\\n` (a new line starting with `---` or `#` would become a heading or a rule)."""
     text = html.escape(str(value), quote=False)
-    text = re.sub(r"([\\`*_{}\[\]()#+!|~$-])", r"\\\1", text)  # `$`: no math rendering of a name either
+    text = re.sub(r"([\\`*\[\]|~$])", r"\\\1", text)
+    text = re.sub(r"(?<!\w)_|_(?!\w)", r"\\_", text)
     return re.sub(r"\r\n|\r|\n", r"\\\\n", text)
 
 

@@ -278,3 +278,11 @@ def test_the_model_index_cites_only_hub_data_and_carries_the_extra_metrics(tmp_p
         assert "precision 0.7000" in card and "trainer_accuracy" not in card
         assert "5 optimizer steps (0.5 epochs)" in card
         check_body_is_escaped(card[4:].split("\n---\n", 1)[1])
+
+
+def test_label_names_in_the_body_are_text_and_plain_names_stay_as_typed():
+    from hf_lelp.card import markdown_text
+
+    assert markdown_text("very_positive") == "very_positive" and markdown_text("sci.med") == "sci.med"
+    assert markdown_text(ODD_LABELS[0]) == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert markdown_text(ODD_LABELS[1]) == r"pos \$x^\$ \| \*y\*\\n---\\ntitle: z"  # one line, no YAML marker
