@@ -192,10 +192,10 @@ def check_resumable(checkpoint: str, fingerprint: dict) -> None:
             "pick the last complete one."
         )
     found = read_json(marker).get("run")
-    if found is None:
+    if found is None or "train_digest" not in found:  # before every setting and the train data were recorded
         raise ValueError(
-            f"Checkpoint {checkpoint} records no run configuration (written by an older hf-lelp), so it cannot be "
-            "shown to belong to this run. Start without --resume_from_checkpoint, or use another --output_dir."
+            f"Checkpoint {checkpoint} records no full run configuration (written by an older hf-lelp), so it cannot "
+            "be shown to belong to this run. Start without --resume_from_checkpoint, or use another --output_dir."
         )
     diffs = [
         f"{key}: checkpoint {found.get(key)!r}, this run {fingerprint.get(key)!r}"
