@@ -307,7 +307,7 @@ class LELPTrainer(Trainer):
             pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
             if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
                 os.remove(pickled)
-            if not self._keeps_pickled_args(output_dir):  # a saved model has its card (checkpoints: on_save)
+            if not self._keeps_pickled_args(output_dir):  # a saved model has its card (checkpoints: at finish)
                 self.write_card(output_dir)
 
     def _keeps_pickled_args(self, output_dir: str) -> bool:
