@@ -126,8 +126,9 @@ def synthetic_cache(folder: str, n: int, d: int, c: int = 2, chunk: int = 100_00
     return write_cache_chunks(folder, chunks(), weight, bias, fingerprint)
 
 
-def write_token_rows(cache_dir: str, n: int) -> None:
-    """A memory-mapped Arrow dataset of n fixed-length token rows keyed by example id (what a user at scale has)."""
+def write_token_rows(cache_dir: str, n: int, labels: np.ndarray | None = None) -> None:
+    """A memory-mapped Arrow dataset of n fixed-length token rows keyed by example id (what a user at scale has).
+    `labels`: the cache's, which the trainer checks the rows against; by default one drawn from the tokens."""
     rng = np.random.default_rng(0)
 
     def rows():
@@ -139,7 +140,7 @@ def write_token_rows(cache_dir: str, n: int) -> None:
                     "example_id": start + i,
                     "input_ids": ids[i].tolist(),
                     "attention_mask": [1] * 16,
-                    "labels": int(ids[i, 0] % 2),
+                    "labels": int(ids[i, 0] % 2 if labels is None else labels[start + i]),
                 }
 
     datasets.Dataset.from_generator(rows).save_to_disk(os.path.join(cache_dir, "tokens"))
@@ -241,7 +242,7 @@ def measure_rss(folder: str, n: int, d: int, child_command: list[str], variants=
     start = time.perf_counter()
     fit_projections_cached(cache)
     fit_seconds = time.perf_counter() - start
-    write_token_rows(folder, n)
+    write_token_rows(folder, n, cache.labels)
     write_large_batch_tokens(folder)
     figures = {}
     for variant in variants:

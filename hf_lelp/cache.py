@@ -60,6 +60,7 @@ FINGERPRINT_KEYS = (
 )
 ARRAYS = ("example_ids", "hidden", "logits", "labels", "text_hashes")
 FORMAT = "hf_lelp.teacher_cache/2"
+IDENTITY_FILES = {"label": "labels.npy", "text": "text_hashes.npy"}  # what check_rows compares per example id
 # The files each format consists of: meta.json must list exactly these (no fewer, no others, none outside the folder).
 FORMAT_FILES = {
     "hf_lelp.teacher_cache/1": ("example_ids.npy", "hidden.npy", "logits.npy", "labels.npy", "head.safetensors"),
@@ -79,7 +80,7 @@ TOKENIZER_VOLATILE_KEYS = (
 
 
 class RowReader:
-    """Reads rows of a 2-D .npy file with os.pread instead of through a memory map.
+    """Reads rows of a 2-D .npy file (a 1-D one as rows of one value) with os.pread instead of a memory map.
 
     Random rows read through np.memmap fault in whole neighbourhoods of pages (kernel fault-around), which stay
     mapped and count in the process's RSS, so RSS grows towards the file size. pread copies exactly the requested
@@ -95,8 +96,9 @@ class RowReader:
             )
             shape, fortran, dtype = read_header(handle)
             self.offset = handle.tell()
-        if fortran or len(shape) != 2:
-            raise CorruptCacheError(f"{path} is not a C-ordered 2-D array.")
+        if fortran or len(shape) not in (1, 2):
+            raise CorruptCacheError(f"{path} is not a C-ordered 1-D or 2-D array.")
+        shape = shape if len(shape) == 2 else (shape[0], 1)
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         self.row_bytes = shape[1] * self.dtype.itemsize
         self.fd = os.open(path, os.O_RDONLY)
@@ -352,41 +354,47 @@ class TeacherCache:
         """Whether the cache holds the hash of every row's text (format 2, written from the texts)."""
         return self.text_hashes is not None and bool(self.meta.get("texts_recorded"))
 
-    def check_rows(self, dataset: datasets.Dataset, what: str = "train dataset") -> None:
+    def check_rows(self, dataset: datasets.Dataset, what: str = "train dataset", chunk_size: int = 65536) -> None:
         """Refuse `dataset` (raw, or tokenised by tokenize_split) unless each of its example ids names the text and
         label that the cache holds for that id; a shuffled or edited copy of the data gets other ids for its rows.
 
         What cannot be compared is said in a warning: texts, when the cache (format 1) or the dataset (tokenised
-        without a `text_hash` column) does not record them; the labels are compared whenever both have them."""
-        ids, hashes, labels = dataset_identity(dataset)
-        rows = self.rows(ids)
-        differs = {}
-        if labels is not None:
-            differs["label"] = np.asarray(self.labels)[rows] != labels
-        if hashes is not None and self.records_texts:
-            differs["text"] = np.asarray(self.text_hashes)[rows] != hashes
-        else:
+        without a `text_hash` column) does not record them; the labels are compared whenever both have them.
+        Reads a chunk of rows at a time, the cache's side with pread: memory stays flat (see RowReader)."""
+        readers: dict[str, RowReader] = {}
+        first: dict[str, list[int]] = {}  # the first mismatching ids, per compared column
+        first_bad, num_bad, dataset_hashes = [], 0, False
+        for start in range(0, len(dataset), chunk_size):
+            ids, hashes, labels = dataset_identity(dataset, start, start + chunk_size)
+            rows, bad = self.rows(ids), np.zeros(len(ids), dtype=bool)
+            dataset_hashes = hashes is not None
+            for name, values in (("label", labels), ("text", hashes if self.records_texts else None)):
+                if values is None:
+                    continue
+                if name not in readers:
+                    readers[name] = RowReader(os.path.join(self.path, IDENTITY_FILES[name]))
+                differs = readers[name].read(rows).ravel() != values
+                first.setdefault(name, []).extend(ids[differs][:10].tolist())
+                bad |= differs
+            first_bad.extend(ids[bad][:10].tolist())
+            num_bad += int(bad.sum())
+        if len(dataset) and "text" not in readers:
             logger.warning(
                 "The texts of the %s cannot be checked against the teacher cache at %s: %s; only its labels were "
                 "compared.",
                 what,
                 self.path,
-                "the dataset has no 'text' or 'text_hash' column (tokenise it with hf_lelp.tokenize_split to keep one)"
-                if hashes is None
-                else "the cache records no texts (written by an older hf-lelp or by write_cache without texts; "
-                "delete it and rerun the teacher pass to have every row checked)",
+                "the cache records no texts (written by an older hf-lelp or by write_cache without texts; delete it "
+                "and rerun the teacher pass to have every row checked)"
+                if dataset_hashes
+                else "the dataset has no 'text' or 'text_hash' column (tokenise it with hf_lelp.tokenize_split)",
             )
-        bad = np.zeros(len(ids), dtype=bool)
-        for mask in differs.values():
-            bad |= mask
-        if bad.any():
-            details = "; ".join(
-                f"the {name} differs at ids {ids[mask][:10].tolist()}" for name, mask in differs.items() if mask.any()
-            )
+        if num_bad:
+            details = "; ".join(f"the {name} differs at ids {ids[:10]}" for name, ids in first.items() if ids)
             raise CacheMismatchError(
-                f"The {what} is not the data the teacher cache at {self.path} was built on: {int(bad.sum())} of "
-                f"{len(ids)} example ids name other rows, first ids {ids[bad][:10].tolist()} ({details}). A shuffled "
-                "or edited copy of the data numbers its rows differently. Train on the data the cache was built on "
+                f"The {what} is not the data the teacher cache at {self.path} was built on: {num_bad} of "
+                f"{len(dataset)} example ids name other rows, first ids {first_bad[:10]} ({details}). A shuffled or "
+                "edited copy of the data numbers its rows differently. Train on the data the cache was built on "
                 "(same file, same order), or build a cache for this data in another cache_dir."
             )
 

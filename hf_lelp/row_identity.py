@@ -29,23 +29,27 @@ def text_hashes(texts) -> np.ndarray:
     return np.fromiter((text_hash(t) for t in texts), dtype=np.int64, count=len(texts))
 
 
-def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
-    return np.asarray(dataset.with_format("numpy")[name])
+def _label_column(dataset: datasets.Dataset) -> str | None:
+    """The integer label column of a raw (`label`) or tokenised (`labels`) split; None for names or none."""
+    for name in (LABEL, "labels"):
+        if name in dataset.column_names:
+            dtype = str(getattr(dataset.features[name], "dtype", ""))  # ClassLabel: int64; a Sequence: none
+            return name if dtype.startswith(("int", "uint")) else None
+    return None
 
 
-def dataset_identity(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(example ids, text hashes or None, labels or None) of a split, raw (`text`/`label`) or tokenised
-    (`text_hash`/`labels`); None where the dataset lacks the column."""
-    columns = set(dataset.column_names)
-    ids = _column(dataset, EXAMPLE_ID).astype(np.int64)
-    if TEXT_HASH in columns:
-        hashes = _column(dataset, TEXT_HASH).astype(np.int64)
-    elif TEXT in columns:
-        hashes = text_hashes(dataset.with_format(None)[TEXT][:])
-    else:
-        hashes = None
-    label_column = next((c for c in (LABEL, "labels") if c in columns), None)
-    labels = _column(dataset, label_column) if label_column else None
-    if labels is not None and (labels.dtype.kind not in "iu" or labels.ndim != 1):  # names, or multi-label rows
-        labels = None
-    return ids, hashes, None if labels is None else labels.astype(np.int64)
+def dataset_identity(
+    dataset: datasets.Dataset, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(example ids, text hashes or None, labels or None) of rows start..stop of a split, raw (`text`/`label`) or
+    tokenised (`text_hash`/`labels`); None where the dataset lacks the column. Read a slice at a time, so that
+    memory stays flat whatever the size of the split."""
+    hash_column = TEXT_HASH if TEXT_HASH in dataset.column_names else None
+    label_column = _label_column(dataset)
+    columns = [c for c in (EXAMPLE_ID, hash_column, label_column) if c]
+    rows = dataset.with_format("numpy", columns=columns)[start:stop]
+    hashes = rows[hash_column].astype(np.int64) if hash_column else None
+    if hashes is None and TEXT in dataset.column_names:
+        hashes = text_hashes(dataset.with_format(None, columns=[TEXT])[start:stop][TEXT])
+    labels = rows[label_column].astype(np.int64) if label_column else None
+    return rows[EXAMPLE_ID].astype(np.int64), hashes, labels

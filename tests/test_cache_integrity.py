@@ -81,6 +81,8 @@ def test_a_cache_refuses_edited_texts_under_the_same_ids_and_labels(tmp_path):
     edited = split.map(lambda row: {"text": row["text"] + " movie" if row["example_id"] == 7 else row["text"]})
     with pytest.raises(CacheMismatchError, match=r"1 of 40 example ids name other rows, first ids \[7\]"):
         kd_trainer(tmp_path, cache, tokenize_split(edited, make_tokenizer(), 24))
+    with pytest.raises(CacheMismatchError, match=r"1 of 40 .*first ids \[7\] \(the text differs at ids \[7\]\)"):
+        cache.check_rows(edited.shuffle(seed=0), chunk_size=3)  # raw rows, in any order, read a chunk at a time
 
 
 @pytest.mark.bad_input
