@@ -139,7 +139,8 @@ def trainer_card_context(model, teacher_cache=None, train_dataset=None, eval_dat
     evaluated split, named `eval` as in its metrics."""
     config = model.config
     fingerprint = dict(teacher_cache.fingerprint) if teacher_cache is not None else {}
-    dataset = public_name(fingerprint.get("dataset")) or "the training data passed to LELPTrainer"
+    named = public_name(fingerprint.get("dataset"))
+    dataset = named or "the data given to LELPTrainer"
     splits = (("train", train_dataset), ("eval", eval_dataset))
     sizes = {name: len(split) for name, split in splits if hasattr(split, "__len__") and not isinstance(split, dict)}
     peft = None
@@ -158,7 +159,7 @@ def trainer_card_context(model, teacher_cache=None, train_dataset=None, eval_dat
         "student_num_layers": None,
         "dataset": dataset,
         "dataset_hub_id": None,  # the trainer cannot tell where the rows came from: no Hub id is claimed
-        "dataset_description": f"{dataset} (rows given to `LELPTrainer` in Python)",
+        "dataset_description": f"`{named}`, as given to `LELPTrainer` in Python" if named else f"{dataset} in Python",
         "label_names": [config.id2label[i] for i in range(config.num_labels)],
         "split_sizes": sizes,
         "teacher": public_name(fingerprint.get("teacher")),
