@@ -213,8 +213,8 @@ BAD_INPUTS = [
         "test_student_with_a_different_tokenizer_trains_from_the_teacher_cache",
     ),
     (
-        "teacher whose classes differ from the data's",
-        "error naming both",
+        "teacher whose classes differ from the data's (same names in another order: mapped by name)",
+        "error naming both orders; a permutation is remapped to the teacher's order",
         "test_cache_refuses_teacher_with_other_classes",
     ),
     ("unknown key in a YAML config", "error naming the key", "test_unknown_yaml_key_is_a_clear_error"),
