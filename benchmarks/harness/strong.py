@@ -296,6 +296,7 @@ def transfer_set(folder: str, names: list[str], options: StrongOptions, size: in
             full.weight,
             full.bias,
             fingerprint,
+            text_hashes=full.text_hashes[:size] if full.records_texts else None,  # the cut's rows stay checkable
         )
     prepared = PreparedDataset(
         name=os.path.basename(os.path.dirname(folder)),
