@@ -390,7 +390,7 @@ class TeacherCache:
                 else "the dataset has no 'text' or 'text_hash' column (tokenise it with hf_lelp.tokenize_split)",
             )
         if num_bad:
-            details = "; ".join(f"the {name} differs at ids {ids[:10]}" for name, ids in first.items() if ids)
+            details = "; ".join(f"the {name} differs at ids {some[:10]}" for name, some in first.items() if some)
             raise CacheMismatchError(
                 f"The {what} is not the data the teacher cache at {self.path} was built on: {num_bad} of "
                 f"{len(dataset)} example ids name other rows, first ids {first_bad[:10]} ({details}). A shuffled or "
@@ -638,7 +638,10 @@ def _check_merged_ids(merged: np.ndarray, expected: np.ndarray | None, shard_dir
 
 
 # Temporary files of this module in a cache folder: the merge's arrays, and write_atomic's head/meta.json.
-_TEMPORARY = re.compile(rf"\.tmp-(?:(?:{'|'.join(ARRAYS)})-.+\.npy|.+-(?:head\.safetensors|meta\.json))")
+# (tempfile.mkstemp's random part is [a-z0-9_]; nothing else of a cache folder has these names)
+_TEMPORARY = re.compile(
+    rf"\.tmp-(?:(?:{'|'.join(ARRAYS)})-[a-z0-9_]+\.npy|[a-z0-9_]+-(?:head\.safetensors|meta\.json))"
+)
 
 
 def remove_stale_temporaries(cache_dir: str) -> list[str]:
