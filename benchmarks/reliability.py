@@ -265,6 +265,11 @@ BAD_INPUTS = [
         "test_a_mistyped_dataset_name",
     ),
     (
+        "label names with HTML, Markdown or a newline and `---`",
+        "escaped as text in the card body (plain names stay as typed); the front matter stays valid YAML",
+        "test_a_full_fine_tune_card_says_the_steps_and_extra_metrics_and_its_snippet_runs",
+    ),
+    (
         "a mistyped model name (`--student org/no-such-model`)",
         "not a folder, not an offline name (listed), and the Hub could not serve it; refused before any work",
         "test_a_mistyped_student_name",
@@ -377,7 +382,10 @@ ISSUE_20 = [
     (
         "12",
         "label names reached the card body unescaped",
-        [],
+        [
+            "test_a_full_fine_tune_card_says_the_steps_and_extra_metrics_and_its_snippet_runs",
+            "test_label_names_in_the_body_are_text_and_plain_names_stay_as_typed",
+        ],
     ),
     (
         "13",
