@@ -64,13 +64,17 @@ def wants_preparation(teacher, kwargs: dict) -> bool:
     tokenised splits with a cache (the expert path, and every existing call site) go through untouched."""
     if teacher is not None or any(name in kwargs for name in ONE_CALL_OPTIONS):
         return True
-    return _is_raw(kwargs.get("train_dataset"))
+    return _is_raw(kwargs.get("train_dataset"), kwargs.get("text_column", TEXT))
 
 
-def _is_raw(dataset) -> bool:
+def _is_raw(dataset, text_column: str) -> bool:
+    """Raw text: a DatasetDict (refused with the fix in _split) or a split with its text column and no tokens.
+    Other untokenised splits (e.g. precomputed feature vectors for a custom model) are the expert path's."""
     if isinstance(dataset, datasets.DatasetDict):
-        return True  # refused with the fix in _split
-    return isinstance(dataset, datasets.Dataset) and "input_ids" not in dataset.column_names
+        return True
+    if not isinstance(dataset, datasets.Dataset):
+        return False
+    return "input_ids" not in dataset.column_names and text_column in dataset.column_names
 
 
 def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projections, kwargs: dict) -> Prepared:
