@@ -12,6 +12,7 @@ import torch
 from transformers import TrainingArguments
 
 from .errors import UserError
+from .extras import check_report_to
 from .methods import METHOD_FLAG, Method, Projections, get_method, registered_methods
 from .projections import GROUPINGS, FitOptions
 from .validation import check_option_values
@@ -117,6 +118,7 @@ class LELPConfig(TrainingArguments):
     def __post_init__(self):
         drop_masked_tokens(self)
         check_option_values(self)  # before TrainingArguments reads them: NaN passes every `<=` range check
+        check_report_to(self.report_to)  # a missing integration names its extra, in Python as on the CLI
         super().__post_init__()
         if self.dataloader_pin_memory and not _has_accelerator(self.use_cpu):
             # Pinning needs an accelerator; without one torch only warns at every dataloader (a no-op otherwise).

@@ -102,6 +102,14 @@ def test_report_to_tensorboard_without_tensorboard_names_the_extra(tmp_path, mon
         assert "pip install 'hf-lelp[tensorboard]'" in err and "--report_to" in err, err
 
 
+def test_report_to_tensorboard_without_tensorboard_names_the_extra_in_python(tmp_path, monkeypatch):
+    from hf_lelp.errors import UserError
+
+    missing(monkeypatch, "tensorboard", "tensorboardX")
+    with pytest.raises(UserError, match=r"pip install 'hf-lelp\[tensorboard\]'"):
+        LELPConfig(output_dir=str(tmp_path), method="ce", report_to="tensorboard")
+
+
 def test_the_explorer_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
     missing(monkeypatch, "matplotlib")
     err = fail(["explore", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")], capsys)
