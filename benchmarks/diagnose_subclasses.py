@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
 from benchmarks.harness.search import PAPER_METHOD  # noqa: E402
-from hf_lelp.io_utils import write_json_atomic  # noqa: E402
-from hf_lelp.projections import FitOptions, fit_projections  # noqa: E402
+from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.methods.projections import FitOptions, fit_projections  # noqa: E402
 
 ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 

@@ -61,11 +61,11 @@ from hf_lelp import (  # noqa: E402
     load_student,
     tokenize_split,
 )
-from hf_lelp.assets import resolve_model  # noqa: E402
-from hf_lelp.cache import TeacherCache  # noqa: E402
-from hf_lelp.data import load_text_classification  # noqa: E402
-from hf_lelp.losses import kd_loss  # noqa: E402
-from hf_lelp.projections import FitOptions, fit_projections  # noqa: E402
+from hf_lelp.cache.store import TeacherCache  # noqa: E402
+from hf_lelp.data.assets import resolve_model  # noqa: E402
+from hf_lelp.data.load import load_text_classification  # noqa: E402
+from hf_lelp.methods.losses import kd_loss  # noqa: E402
+from hf_lelp.methods.projections import FitOptions, fit_projections  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMAND = "python benchmarks/perf.py"

@@ -27,8 +27,8 @@ import distill  # noqa: E402
 
 from hf_lelp import build_teacher_cache, fit_projections  # noqa: E402
 from hf_lelp.cli import DataArguments  # noqa: E402
-from hf_lelp.losses import lelp_targets  # noqa: E402
-from hf_lelp.projections import FitOptions  # noqa: E402
+from hf_lelp.methods.losses import lelp_targets  # noqa: E402
+from hf_lelp.methods.projections import FitOptions  # noqa: E402
 from hf_lelp.workflow import load_data  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "recipes", "configs", "distill_rotten_tomatoes.yaml")

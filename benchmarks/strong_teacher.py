@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
 
 from benchmarks.harness.strong import StrongOptions, prepare_strong  # noqa: E402
-from hf_lelp.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
 
 RESULTS_DIR = os.path.join("benchmarks", "results", "strong")
 STAGES_FILE = "stages.json"

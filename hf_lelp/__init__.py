@@ -1,26 +1,26 @@
 """hf-lelp: LELP few-class distillation (Loo et al., arXiv 2409.20449) on top of Hugging Face transformers."""
 
-__version__ = "0.1.0"
-
-from .cache import CacheMismatchError, CorruptCacheError, TeacherCache  # noqa: E402
-from .config import LELPConfig  # noqa: E402
-from .data import (  # noqa: E402
+from hf_lelp.base.version import __version__
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
+from hf_lelp.data.label_order import align_to_teacher
+from hf_lelp.data.load import (
     TextClassificationData,
     as_text_classification_split,
     load_text_classification,
     tokenize_split,
 )
-from .label_order import align_to_teacher  # noqa: E402
-from .losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss  # noqa: E402
-from .metrics import build_compute_metrics  # noqa: E402
-from .modeling import attach_feature_regressor, attach_subclass_head, load_student  # noqa: E402
-from .projections import FitOptions, SubclassProjections, fit_projections, load_or_fit_projections  # noqa: E402
-from .subclasses import fit_kmeans_subclasses, oracle_subclasses  # noqa: E402
-from .teacher_pass import build_teacher_cache  # noqa: E402
-from .trainer import LELPTrainer  # noqa: E402
-from .transfer import carve_validation, with_transfer_data  # noqa: E402
+from hf_lelp.data.transfer import carve_validation, with_transfer_data
+from hf_lelp.methods.losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
+from hf_lelp.methods.modeling import attach_feature_regressor, attach_subclass_head, load_student
+from hf_lelp.methods.projections import FitOptions, SubclassProjections, fit_projections, load_or_fit_projections
+from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.metrics import build_compute_metrics
+from hf_lelp.training.trainer import LELPTrainer
 
 __all__ = [
+    "__version__",
     "CacheMismatchError",
     "CorruptCacheError",
     "FitOptions",

@@ -1,6 +1,6 @@
 """`python -m hf_lelp ...` is the `hf-lelp` command (see hf_lelp.commands)."""
 
-from .commands import main
+from hf_lelp.commands import main
 
 if __name__ == "__main__":
     main()

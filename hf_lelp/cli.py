@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import UserError
-from .extras import check_report_to
-from .validation import check_option_values, checked_config_values
+from hf_lelp.base.errors import UserError
+from hf_lelp.base.extras import check_report_to
+from hf_lelp.base.validation import check_option_values, checked_config_values
 
 DEFAULT_DATASET = "rotten_tomatoes"  # the offline demo data, loaded when no dataset and no file is given
 

@@ -10,7 +10,7 @@
     hf-lelp accelerate-config [NAME] [--write PATH]          print or copy an accelerate config (cpu_2proc)
     accelerate launch [--config_file ...] -m hf_lelp.commands distill CONFIG.yaml [--flag value ...]
 
-Every subcommand runs through hf_lelp.errors.run_cli: a mistake in the input ends as one paragraph
+Every subcommand runs through hf_lelp.base.errors.run_cli: a mistake in the input ends as one paragraph
 (`hf-lelp: error: ...`, exit code 2); --debug or HF_LELP_DEBUG=1 shows the traceback.
 """
 
@@ -29,22 +29,22 @@ from dataclasses import dataclass
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from . import __version__
-from .assets import OFFLINE_MODELS
-from .cache import TeacherCache
-from .cli import DataArguments, ModelArguments, parse_with_config, setup_logging
-from .config import LELPConfig
-from .data import EXAMPLE_ID, OFFLINE_PACKAGES, TEXT, dataset_fingerprint, load_text_classification
-from .errors import DEBUG_FLAG, EXIT_CODE, run_cli
-from .example_configs import example_config, resolve_config_argument
-from .explore import write_report
-from .extras import require
-from .launch import accelerate_config
-from .projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
-from .split_assets import SPLIT_MODELS
-from .teacher import RESULTS_FILE, TeacherArguments
-from .teacher import main as teacher_main
-from .workflow import ensure_teacher_cache, load_data, run_distillation
+from hf_lelp.base.errors import DEBUG_FLAG, EXIT_CODE, run_cli
+from hf_lelp.base.extras import require
+from hf_lelp.base.version import __version__
+from hf_lelp.cache.store import TeacherCache
+from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
+from hf_lelp.data.assets import OFFLINE_MODELS
+from hf_lelp.data.load import EXAMPLE_ID, OFFLINE_PACKAGES, TEXT, dataset_fingerprint, load_text_classification
+from hf_lelp.data.split_assets import SPLIT_MODELS
+from hf_lelp.example_configs import example_config, resolve_config_argument
+from hf_lelp.explore.report import write_report
+from hf_lelp.launch import accelerate_config
+from hf_lelp.methods.projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
+from hf_lelp.teacher import RESULTS_FILE, TeacherArguments
+from hf_lelp.teacher import main as teacher_main
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.workflow import ensure_teacher_cache, load_data, run_distillation
 
 PROG = "hf-lelp"
 CONFIG_USAGE = "{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import UserError
+from hf_lelp.base.errors import UserError
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 

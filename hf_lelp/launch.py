@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from hf_lelp.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 

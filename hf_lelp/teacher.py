@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-from .assets import resolve_model
-from .cli import DataArguments, parse_with_config, setup_logging
-from .data import LABEL, data_summary
-from .export import read_as_trained
-from .io_utils import write_json_atomic
-from .metrics import build_compute_metrics
-from .modeling import load_student
-from .preflight import check_models
-from .workflow import load_data
+from hf_lelp.base.io_utils import write_json_atomic
+from hf_lelp.cli import DataArguments, parse_with_config, setup_logging
+from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.load import LABEL, data_summary
+from hf_lelp.data.preflight import check_models
+from hf_lelp.hub.export import read_as_trained
+from hf_lelp.methods.modeling import load_student
+from hf_lelp.training.metrics import build_compute_metrics
+from hf_lelp.workflow import load_data
 
 RESULTS_FILE = "teacher_results.json"
 

@@ -22,13 +22,14 @@ from transformers import (
     set_seed,
 )
 
-from .assets import resolve_model
-from .autotune import candidate_grid, successive_halving
-from .cache import TeacherCache, build_teacher_cache
-from .card import static_card_context
-from .cli import DataArguments, ModelArguments
-from .config import LELPConfig
-from .data import (
+from hf_lelp.base.errors import StateError, UserError
+from hf_lelp.base.io_utils import read_json, write_json_atomic
+from hf_lelp.base.locks import exclusive_folder
+from hf_lelp.cache.store import TeacherCache, build_teacher_cache
+from hf_lelp.cli import DataArguments, ModelArguments
+from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)
+from hf_lelp.data.load import (
     EXAMPLE_ID,
     FINE_LABEL,
     TEXT,
@@ -37,19 +38,18 @@ from .data import (
     load_text_classification,
     tokenize_split,
 )
-from .errors import StateError, UserError
-from .export import base_overrides, measure_export, read_as_trained
-from .io_utils import read_json, write_json_atomic
-from .label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)
-from .launch import warn_if_fewer_processes
-from .locks import exclusive_folder
-from .methods import SubclassInputs
-from .metrics import build_compute_metrics
-from .modeling import apply_lora, load_student, parameter_counts
-from .output_files import foreign_model_files
-from .preflight import check_max_length, check_models
-from .trainer import LELPTrainer
-from .transfer import carve_validation, with_transfer_data
+from hf_lelp.data.preflight import check_max_length, check_models
+from hf_lelp.data.transfer import carve_validation, with_transfer_data
+from hf_lelp.hub.card import static_card_context
+from hf_lelp.hub.export import base_overrides, measure_export, read_as_trained
+from hf_lelp.hub.output_files import foreign_model_files
+from hf_lelp.launch import warn_if_fewer_processes
+from hf_lelp.methods.modeling import apply_lora, load_student, parameter_counts
+from hf_lelp.methods.registry import SubclassInputs
+from hf_lelp.training.autotune import candidate_grid, successive_halving
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.metrics import build_compute_metrics
+from hf_lelp.training.trainer import LELPTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> s
 
 def teacher_cache_folder(teacher: str, key: dict) -> str:
     """$HF_LELP_CACHE/teacher_caches/<teacher>-<hash of key>: the default cache folder of the CLI and of the
-    one-call Python API (hf_lelp.one_call), which keys it by content."""
+    one-call Python API (hf_lelp.training.one_call), which keys it by content."""
     home = os.environ.get("HF_LELP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hf_lelp")
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = os.path.basename(os.path.normpath(teacher)) or "teacher"

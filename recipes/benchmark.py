@@ -27,10 +27,10 @@ from benchmarks.harness.prepare import PrepareOptions, prepare  # noqa: E402
 from benchmarks.harness.report import write_report  # noqa: E402
 from benchmarks.harness.runner import Pool, auto_compare, benchmark_dataset  # noqa: E402
 from benchmarks.harness.search import PAPER_METHOD, SearchSpace  # noqa: E402
-from hf_lelp.errors import run_cli  # noqa: E402
-from hf_lelp.extras import require  # noqa: E402
-from hf_lelp.io_utils import write_json_atomic  # noqa: E402
-from hf_lelp.methods import registered_methods  # noqa: E402
+from hf_lelp.base.errors import run_cli  # noqa: E402
+from hf_lelp.base.extras import require  # noqa: E402
+from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.methods.registry import registered_methods  # noqa: E402
 
 DATASETS = ("rotten_tomatoes", "tweets", "reuters8", "20newsgroups_binary", "20newsgroups_4class")
 

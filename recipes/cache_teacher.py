@@ -11,8 +11,8 @@ that only training needs.
 
 from __future__ import annotations
 
+from hf_lelp.base.errors import run_cli
 from hf_lelp.commands import cache_teacher as main
-from hf_lelp.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -11,8 +11,8 @@ while the student trains.
 
 from __future__ import annotations
 
+from hf_lelp.base.errors import run_cli
 from hf_lelp.commands import distill as main
-from hf_lelp.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -7,8 +7,8 @@ The same job as `hf-lelp summarize`.
 
 from __future__ import annotations
 
+from hf_lelp.base.errors import run_cli
 from hf_lelp.commands import summarize as main
-from hf_lelp.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -9,7 +9,7 @@ metrics to --output_dir. The job lives in hf_lelp.teacher, so that the installed
 
 from __future__ import annotations
 
-from hf_lelp.errors import run_cli
+from hf_lelp.base.errors import run_cli
 from hf_lelp.teacher import TeacherArguments, main, train_teacher  # noqa: F401
 
 if __name__ == "__main__":

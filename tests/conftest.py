@@ -70,7 +70,7 @@ def tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int 
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
         # Unnamed classes (transformers' default LABEL_i): an in-memory teacher for any data's class names; a teacher
-        # with names is matched to the data's by name (hf_lelp.label_order), see save_tiny_model(label_names=...).
+        # with names is matched to the data's by name (hf_lelp.data.label_order), see save_tiny_model(label_names=...).
         id2label={i: f"LABEL_{i}" for i in range(num_labels)},
         label2id={f"LABEL_{i}": i for i in range(num_labels)},
     )
@@ -109,7 +109,7 @@ def synthetic_cache(
     folder, n: int = 300, d: int = 16, c: int = 2, seed: int = 0, dtype: str = "float32", unlabelled: bool = False
 ):
     """A cache of Gaussian embeddings with class-dependent means and a random linear head (logits = W h + b)."""
-    from hf_lelp.cache import write_cache
+    from hf_lelp.cache.store import write_cache
 
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % c

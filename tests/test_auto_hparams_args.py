@@ -6,7 +6,7 @@ import numpy as np
 from conftest import make_texts, save_tiny_model, synthetic_cache
 from hf_lelp import LELPConfig
 from hf_lelp.cli import DataArguments, ModelArguments
-from hf_lelp.data import TextClassificationData
+from hf_lelp.data.load import TextClassificationData
 from hf_lelp.workflow import choose_hparams_automatically
 
 

@@ -11,7 +11,7 @@ from benchmarks.harness.machine import describe
 from benchmarks.harness.report import LEGACY_MACHINE_NOTE, method_stats, write_report
 from benchmarks.harness.search import SearchSpace, select
 from conftest import ROOT, make_texts, run, save_tiny_model
-from hf_lelp.config import METHODS
+from hf_lelp.training.config import METHODS
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,14 @@ import torch
 from transformers import MPNetConfig, MPNetForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 from conftest import VOCAB, make_split, tiny_bert
-from hf_lelp import teacher_pass
-from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, sha256_state_dict
+from hf_lelp.cache import teacher_pass
+from hf_lelp.cache.store import (
+    CacheMismatchError,
+    CorruptCacheError,
+    TeacherCache,
+    build_teacher_cache,
+    sha256_state_dict,
+)
 
 
 def tiny_model(config_class, model_class, num_labels=2):

@@ -17,8 +17,8 @@ from transformers import AutoTokenizer, BertTokenizerFast, DataCollatorWithPaddi
 
 from conftest import ROOT, VOCAB, make_split, make_texts, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, teacher_pass
-from hf_lelp.cache import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, write_cache
-from hf_lelp.data import load_text_classification, tokenize_split
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, write_cache
+from hf_lelp.data.load import load_text_classification, tokenize_split
 
 NAMES = ["class_0", "class_1"]  # tiny_bert's own class names
 
@@ -171,9 +171,9 @@ def test_a_teacher_with_another_vocabulary_does_not_reuse_the_cache(tmp_path):
 KILLED_PASS = """
 import os, signal, sys
 sys.path.insert(0, os.path.join({root!r}, "tests"))
-import hf_lelp.cache as cache_module
+import hf_lelp.cache.store as cache_module
 from conftest import make_split, make_tokenizer, tiny_bert
-from hf_lelp.cache import build_teacher_cache
+from hf_lelp.cache.store import build_teacher_cache
 
 where, real = sys.argv[2], {{"load_file": cache_module.load_file, "rmtree": cache_module.shutil.rmtree}}
 loads = []

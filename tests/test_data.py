@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_lelp.data import dataset_fingerprint, load_text_classification
+from hf_lelp.data.load import dataset_fingerprint, load_text_classification
 
 ROWS = [("good film", "pos"), ("bad film", "neg"), ("fine film", "pos"), ("dull film", "neg")]
 

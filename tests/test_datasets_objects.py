@@ -7,10 +7,15 @@ import pandas as pd
 import pytest
 
 from conftest import make_texts, make_tokenizer, tiny_bert
-from hf_lelp.cache import build_teacher_cache
-from hf_lelp.data import as_text_classification_split, dataset_fingerprint, load_text_classification, tokenize_split
-from hf_lelp.errors import UserError
-from hf_lelp.transfer import with_transfer_data
+from hf_lelp.base.errors import UserError
+from hf_lelp.cache.store import build_teacher_cache
+from hf_lelp.data.load import (
+    as_text_classification_split,
+    dataset_fingerprint,
+    load_text_classification,
+    tokenize_split,
+)
+from hf_lelp.data.transfer import with_transfer_data
 
 NAMES = ["positive", "negative"]  # not in sorted order: the ClassLabel order must be kept
 

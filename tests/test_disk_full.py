@@ -20,10 +20,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import hf_lelp.cache as cache_module
+import hf_lelp.cache.store as cache_module
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
-from hf_lelp import teacher_pass
-from hf_lelp.cache import build_teacher_cache
+from hf_lelp.cache import teacher_pass
+from hf_lelp.cache.store import build_teacher_cache
 
 PAGE = 4096  # tmpfs allocates whole pages
 TMPFS = "tmpfs"
@@ -36,7 +36,7 @@ TEACHER_PASS = f"""
 import os, sys
 sys.path.insert(0, os.path.join({ROOT!r}, "tests"))
 from conftest import make_split, make_tokenizer, tiny_bert
-from hf_lelp.cache import build_teacher_cache
+from hf_lelp.cache.store import build_teacher_cache
 
 build_teacher_cache(
     tiny_bert(2, hidden={D}), make_tokenizer(), make_split({N}), os.path.join(sys.argv[1], "cache"), **{OPTIONS!r}
@@ -47,7 +47,7 @@ SAFETENSORS_WRITE = """
 import os, sys
 import torch
 from safetensors.torch import save_file
-from hf_lelp.io_utils import write_atomic
+from hf_lelp.base.io_utils import write_atomic
 
 path = os.path.join(sys.argv[1], "projections", "shard-00000.safetensors")
 write_atomic(path, lambda p: save_file({"x": torch.ones(1000)}, p))  # 4 KB: fits

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run
-from hf_lelp.cache import TeacherCache
+from hf_lelp.cache.store import TeacherCache
 
 pytestmark = pytest.mark.slow
 TWO_CPUS = [

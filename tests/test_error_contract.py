@@ -17,8 +17,8 @@ from huggingface_hub import HfApi, RepoUrl
 
 import hf_lelp
 from conftest import ROOT, make_texts, save_tiny_model
+from hf_lelp.base.errors import StateError, UserError, run_cli, user_error_message
 from hf_lelp.commands import main
-from hf_lelp.errors import StateError, UserError, run_cli, user_error_message
 
 pytestmark = pytest.mark.bad_input
 HINT = "(run with --debug or HF_LELP_DEBUG=1 for the traceback)"
@@ -161,7 +161,7 @@ def test_bugs_keep_their_traceback_and_disk_errors_do_not():
 def hold(folder):
     """Another live process holding `folder`, as a concurrent hf-lelp run does."""
     script = (
-        "import sys, time; from hf_lelp.locks import exclusive_folder\n"
+        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
         f"with exclusive_folder({str(folder)!r}, 'test'):\n"
         "    print('held', flush=True); time.sleep(120)\n"
     )

@@ -20,8 +20,8 @@ import torch
 from chromium import chromium_binary
 
 from conftest import ROOT, make_texts, run, save_tiny_model, synthetic_fingerprint
-from hf_lelp.cache import write_cache
-from hf_lelp.explore import (
+from hf_lelp.cache.store import write_cache
+from hf_lelp.explore.report import (
     adjusted_mutual_info,
     contingency_table,
     expected_mutual_info,
@@ -29,7 +29,7 @@ from hf_lelp.explore import (
     purity,
     write_report,
 )
-from hf_lelp.projections import FitOptions, fit_projections
+from hf_lelp.methods.projections import FitOptions, fit_projections
 
 N, D, S = 600, 16, 2
 # With S = 2 the hard assignment argmax(z1, z2) splits each class's score plane along z1 = z2, so two planted

@@ -7,7 +7,7 @@ from transformers import DataCollatorWithPadding
 
 from conftest import make_split, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, tokenize_split
-from hf_lelp.losses import ce_loss
+from hf_lelp.methods.losses import ce_loss
 
 
 def test_ce_loss_applies_label_smoothing_and_ignores_unlabelled_rows():

@@ -51,7 +51,7 @@ def distill_parser():
     from transformers import HfArgumentParser
 
     from hf_lelp.cli import DataArguments, ModelArguments
-    from hf_lelp.config import LELPConfig
+    from hf_lelp.training.config import LELPConfig
 
     return HfArgumentParser((DataArguments, ModelArguments, LELPConfig))
 
@@ -67,7 +67,7 @@ def flags(argv: list[str]) -> list[str]:
 def parse_distill(argv: list[str]):
     """recipes/distill.py's own parsing (config file first, then flags), on the CPU: bf16 needs --use_cpu here."""
     from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
-    from hf_lelp.config import LELPConfig
+    from hf_lelp.training.config import LELPConfig
 
     return parse_with_config((DataArguments, ModelArguments, LELPConfig), [*argv, "--use_cpu", "true"])
 

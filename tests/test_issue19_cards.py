@@ -14,13 +14,14 @@ from huggingface_hub import ModelCard
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from conftest import ROOT, make_texts, make_tokenizer, save_tiny_model, tiny_bert
-from hf_lelp import commands, extras
-from hf_lelp.card import render_model_card, run_card_context, static_card_context
+from hf_lelp import commands
+from hf_lelp.base import extras
 from hf_lelp.cli import DataArguments, ModelArguments
-from hf_lelp.config import LELPConfig
-from hf_lelp.data import load_text_classification, tokenize_split
+from hf_lelp.data.load import load_text_classification, tokenize_split
 from hf_lelp.example_configs import config_folder, example_names
-from hf_lelp.trainer import LELPTrainer
+from hf_lelp.hub.card import render_model_card, run_card_context, static_card_context
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.trainer import LELPTrainer
 
 # Label names a user may have: HTML, Markdown, mathtext, a line break followed by YAML's document marker.
 ODD_LABELS = ["<script>alert(1)</script>", "pos $x^$ | *y*\n---\ntitle: z"]
@@ -103,7 +104,7 @@ def test_report_to_tensorboard_without_tensorboard_names_the_extra(tmp_path, mon
 
 
 def test_report_to_tensorboard_without_tensorboard_names_the_extra_in_python(tmp_path, monkeypatch):
-    from hf_lelp.errors import UserError
+    from hf_lelp.base.errors import UserError
 
     missing(monkeypatch, "tensorboard", "tensorboardX")
     with pytest.raises(UserError, match=r"pip install 'hf-lelp\[tensorboard\]'"):
@@ -119,7 +120,7 @@ def test_the_explorer_without_matplotlib_names_the_extra(tmp_path, monkeypatch, 
 def test_the_benchmark_without_matplotlib_names_the_extra_before_any_run(tmp_path, monkeypatch):
     import importlib.util
 
-    from hf_lelp.errors import UserError
+    from hf_lelp.base.errors import UserError
 
     spec = importlib.util.spec_from_file_location("benchmark_recipe", os.path.join(ROOT, "recipes", "benchmark.py"))
     recipe = importlib.util.module_from_spec(spec)
@@ -145,9 +146,9 @@ def test_the_explorer_draws_class_names_with_mathtext_dollars(tmp_path):
     import torch
 
     from conftest import synthetic_fingerprint
-    from hf_lelp.cache import write_cache
-    from hf_lelp.explore import write_report
-    from hf_lelp.projections import FitOptions, load_or_fit_projections
+    from hf_lelp.cache.store import write_cache
+    from hf_lelp.explore.report import write_report
+    from hf_lelp.methods.projections import FitOptions, load_or_fit_projections
 
     n, d = 60, 8
     generator = torch.Generator().manual_seed(0)
@@ -291,7 +292,7 @@ def test_the_model_index_cites_only_hub_data_and_carries_the_extra_metrics(tmp_p
 
 @pytest.mark.bad_input  # issue 20 item 12, in docs/reliability.md
 def test_label_names_in_the_body_are_text_and_plain_names_stay_as_typed():
-    from hf_lelp.card import markdown_text
+    from hf_lelp.hub.card import markdown_text
 
     assert markdown_text("very_positive") == "very_positive" and markdown_text("sci.med") == "sci.med"
     assert markdown_text(ODD_LABELS[0]) == "&lt;script&gt;alert(1)&lt;/script&gt;"

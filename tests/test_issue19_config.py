@@ -18,12 +18,12 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, pipeline
 
 from conftest import ROOT, make_split, make_texts, make_tokenizer, save_tiny_model, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
+from hf_lelp.base.errors import UserError
 from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
 from hf_lelp.commands import main
-from hf_lelp.data import tokenize_split
-from hf_lelp.errors import UserError
+from hf_lelp.data.load import tokenize_split
 from hf_lelp.launch import config_folder, requested_processes
-from hf_lelp.projections import FitOptions
+from hf_lelp.methods.projections import FitOptions
 
 NAMES = ["neg", "pos"]
 MAX_LENGTH = 8  # tokens, [CLS] and [SEP] included: the long texts below have 14

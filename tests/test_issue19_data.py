@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from conftest import TOPICS, make_tokenizer, save_tiny_model, tiny_bert
 from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.commands import main
-from hf_lelp.data import load_text_classification
+from hf_lelp.data.load import load_text_classification
 
 THREE = ["positive", "negative", "neutral"]  # the user's order (not sorted)
 FIVE = ["travel", "sports", "arts", "science", "politics"]

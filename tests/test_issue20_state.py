@@ -19,10 +19,11 @@ import transformers.trainer_utils
 from test_publishing import hub  # noqa: F401 (the stand-in Hub fixture)
 
 from conftest import ROOT, make_texts, save_tiny_model
-from hf_lelp import commands, locks, workflow
-from hf_lelp.locks import LOCK_FILE, FolderInUseError, exclusive_folder
-from hf_lelp.publish import UnsafePushError, scan
-from hf_lelp.resume import CHECKPOINT_MARKER
+from hf_lelp import commands, workflow
+from hf_lelp.base import locks
+from hf_lelp.base.locks import LOCK_FILE, FolderInUseError, exclusive_folder
+from hf_lelp.hub.publish import UnsafePushError, scan
+from hf_lelp.training.resume import CHECKPOINT_MARKER
 
 pytestmark = pytest.mark.slow
 SECRET = "hf_issue20canary0123456789abcdef"
@@ -121,7 +122,7 @@ def test_lock_files_hold_no_token_are_owner_only_and_removed_at_the_end(project,
     assert not (out / LOCK_FILE).exists() and not (cache / LOCK_FILE).exists()
     # A concurrent run's refusal names the holder without its token (given as `--hub_token VALUE` here).
     script = (
-        "import sys, time; from hf_lelp.locks import exclusive_folder\n"
+        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
         f"with exclusive_folder({str(out)!r}, 'test'):\n"
         "    print('held', flush=True); time.sleep(120)\n"
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_lelp.losses import ce_loss, factorized_log_probs, kd_loss, lelp_loss, lelp_targets, soft_kl
+from hf_lelp.methods.losses import ce_loss, factorized_log_probs, kd_loss, lelp_loss, lelp_targets, soft_kl
 
 
 def numpy_softmax(x, axis=-1):

@@ -14,8 +14,7 @@ from transformers import default_data_collator
 from benchmarks.harness.embedding_student import embedding_student
 from conftest import ROOT, synthetic_cache
 from hf_lelp import LELPConfig, LELPTrainer
-from hf_lelp.config import METHODS, SUBCLASS_METHODS
-from hf_lelp.losses import (
+from hf_lelp.methods.losses import (
     fitnet_loss,
     kd_loss,
     lelp_loss,
@@ -25,7 +24,8 @@ from hf_lelp.losses import (
     rkd_distance_loss,
     rkd_loss,
 )
-from hf_lelp.methods import (
+from hf_lelp.methods.projections import FitOptions, fit_projections
+from hf_lelp.methods.registry import (
     BUILTIN_METHODS,
     LossInputs,
     Method,
@@ -36,8 +36,8 @@ from hf_lelp.methods import (
     registered_methods,
     unregister_method,
 )
-from hf_lelp.projections import FitOptions, fit_projections
-from hf_lelp.subclasses import fit_kmeans_subclasses, oracle_subclasses
+from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
+from hf_lelp.training.config import METHODS, SUBCLASS_METHODS
 from hf_lelp.workflow import attach_training_modules
 
 
@@ -113,7 +113,7 @@ def test_pca_ablation_keeps_the_directions_the_head_can_see(tmp_path):
 
 
 def test_kmeans_recovers_planted_clusters(tmp_path):
-    from hf_lelp.cache import write_cache
+    from hf_lelp.cache.store import write_cache
 
     generator = torch.Generator().manual_seed(0)
     n, d = 400, 6
@@ -361,7 +361,7 @@ def test_the_workflow_builds_each_source_as_its_entry_says(tmp_path):
     import datasets
 
     from hf_lelp.cli import ModelArguments
-    from hf_lelp.data import FINE_LABEL, TextClassificationData
+    from hf_lelp.data.load import FINE_LABEL, TextClassificationData
     from hf_lelp.workflow import build_subclasses
 
     cache = synthetic_cache(tmp_path / "cache", n=60, d=16, c=3)

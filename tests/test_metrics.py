@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from hf_lelp.errors import UserError
+from hf_lelp.base.errors import UserError
 from hf_lelp.evaluate_metrics import SHIPPED_METRICS
-from hf_lelp.metrics import build_compute_metrics, load_metric
+from hf_lelp.training.metrics import build_compute_metrics, load_metric
 
 # class 0: tp1 fp1 fn1; class 1: tp2 fp0 fn1; class 2: tp0 fp1 fn0
 PREDICTIONS, LABELS = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0])
@@ -127,7 +127,7 @@ def test_shipped_metrics_load_with_every_connection_refused(monkeypatch):
 SCRIPT = """
 import json, numpy as np
 from transformers import EvalPrediction
-from hf_lelp.metrics import build_compute_metrics
+from hf_lelp.training.metrics import build_compute_metrics
 compute = build_compute_metrics(3, ["precision", "recall", "matthews_correlation"])
 print(json.dumps(compute(EvalPrediction(predictions=np.eye(3)[[0, 0, 1, 1, 2]], label_ids=np.array([0, 1, 1, 1, 0])))))
 """

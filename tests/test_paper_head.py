@@ -11,7 +11,7 @@ from test_methods import _train_from_cache
 from transformers import pipeline
 
 from hf_lelp import LELPConfig
-from hf_lelp.losses import (
+from hf_lelp.methods.losses import (
     export_fit_loss,
     flat_class_logits,
     flat_log_probs,
@@ -20,7 +20,7 @@ from hf_lelp.losses import (
     lelp_targets,
     soft_kl,
 )
-from hf_lelp.modeling import EXPORT_LOGITS, SUBCLASS_LOGITS, attach_subclass_head, subclass_logits_of
+from hf_lelp.methods.modeling import EXPORT_LOGITS, SUBCLASS_LOGITS, attach_subclass_head, subclass_logits_of
 
 
 @pytest.mark.parametrize("members", [1, 2])
@@ -112,7 +112,7 @@ def test_the_flat_students_export_is_a_plain_model_with_measured_agreement(proje
 
 
 def test_a_checkpoint_of_one_head_does_not_resume_into_the_other(tmp_path):
-    from hf_lelp.resume import run_fingerprint
+    from hf_lelp.training.resume import run_fingerprint
 
     flat, factorized = (
         run_fingerprint(LELPConfig(output_dir=str(tmp_path), subclass_head=head, use_cpu=True), {}, None, 10)
@@ -123,7 +123,7 @@ def test_a_checkpoint_of_one_head_does_not_resume_into_the_other(tmp_path):
 
 def test_the_export_layer_starts_at_the_mean_of_each_class_subclass_rows(tmp_path):
     from benchmarks.harness.embedding_student import embedding_student
-    from hf_lelp.methods import subclass_head
+    from hf_lelp.methods.registry import subclass_head
 
     class Source:
         columns = 3

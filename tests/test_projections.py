@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import synthetic_cache
-from hf_lelp.cache import CacheMismatchError, CorruptCacheError
-from hf_lelp.projections import (
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError
+from hf_lelp.methods.projections import (
     FitOptions,
     SubclassProjections,
     fit_projections,

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import synthetic_cache
-from hf_lelp.losses import lelp_targets
-from hf_lelp.projections import FitOptions, fit_projections
+from hf_lelp.methods.losses import lelp_targets
+from hf_lelp.methods.projections import FitOptions, fit_projections
 
 shapes = st.tuples(st.integers(2, 5), st.integers(1, 4), st.integers(0, 6), st.integers(0, 3)).map(
     lambda t: {"c": t[0], "s": t[1], "d": t[0] + t[1] + t[2], "per_class": t[1] + 1 + 3 * t[3], "seed": t[2]}

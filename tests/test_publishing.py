@@ -18,8 +18,8 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
-from hf_lelp.data import tokenize_split
-from hf_lelp.modeling import (
+from hf_lelp.data.load import tokenize_split
+from hf_lelp.methods.modeling import (
     SUBCLASS_HEAD,
     SUBCLASS_HEAD_FILE,
     SUBCLASS_LOGITS,
@@ -391,7 +391,7 @@ def test_the_default_cache_is_outside_output_dir(project, tmp_path, monkeypatch)
 
 @pytest.mark.publish
 def test_scan_refuses_a_token_a_pickle_a_cache_file_and_a_local_path(tmp_path):
-    from hf_lelp.publish import UnsafePushError, scan
+    from hf_lelp.hub.publish import UnsafePushError, scan
 
     cases = {
         "config.json": b'{"note": "hf_leakcanary0123456789abcdef"}',

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
 from conftest import save_tiny_model, tiny_bert
-from hf_lelp.modeling import load_student
+from hf_lelp.methods.modeling import load_student
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from transformers import DataCollatorWithPadding
 
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, build_teacher_cache
-from hf_lelp.data import tokenize_split
-from hf_lelp.locks import FolderInUseError
-from hf_lelp.resume import CHECKPOINT_MARKER
+from hf_lelp.base.locks import FolderInUseError
+from hf_lelp.data.load import tokenize_split
+from hf_lelp.training.resume import CHECKPOINT_MARKER
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import distill  # noqa: E402
@@ -43,7 +43,7 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(project, tmp_path)
 def hold(folder):
     """Another live process holding `folder` (as a concurrent hf-lelp run would)."""
     script = (
-        "import sys, time; from hf_lelp.locks import exclusive_folder\n"
+        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
         f"with exclusive_folder({str(folder)!r}, 'test'):\n"
         "    print('held', flush=True); time.sleep(120)\n"
     )

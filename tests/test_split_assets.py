@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from hf_lelp.split_assets import COMPLETE, SplitAssetError, SplitZipModel, installed_parts, reassemble
+from hf_lelp.data.split_assets import COMPLETE, SplitAssetError, SplitZipModel, installed_parts, reassemble
 
 
 def split_zip(tmp_path, parts: int = 3):

@@ -18,7 +18,7 @@ from hf_lelp import (
     fit_projections,
     tokenize_split,
 )
-from hf_lelp.modeling import SUBCLASS_HEAD_FILE, subclass_head
+from hf_lelp.methods.modeling import SUBCLASS_HEAD_FILE, subclass_head
 
 LABELS = ["neg", "pos"]
 

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import make_texts, run, run_expecting_failure
 from hf_lelp import LELPConfig
-from hf_lelp.autotune import candidate_grid, successive_halving
-from hf_lelp.data import load_text_classification
-from hf_lelp.transfer import carve_validation, read_unlabelled_texts, with_transfer_data
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.transfer import carve_validation, read_unlabelled_texts, with_transfer_data
+from hf_lelp.training.autotune import candidate_grid, successive_halving
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from conftest import ROOT, synthetic_cache
-from hf_lelp.assets import resolve_model
-from hf_lelp.cache import CorruptCacheError
+from hf_lelp.base.errors import UserError, _debug_requested, run_cli, user_error_message
+from hf_lelp.base.io_utils import read_json
+from hf_lelp.cache.store import CorruptCacheError
 from hf_lelp.cli import DataArguments, ModelArguments, read_config
-from hf_lelp.data import _read_local, load_text_classification
-from hf_lelp.errors import UserError, _debug_requested, run_cli, user_error_message
-from hf_lelp.io_utils import read_json
-from hf_lelp.projections import FitOptions, load_or_fit_projections
+from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.load import _read_local, load_text_classification
+from hf_lelp.methods.projections import FitOptions, load_or_fit_projections
 
 pytestmark = pytest.mark.bad_input
 HINT = "(run with --debug or HF_LELP_DEBUG=1 for the traceback)"
@@ -282,7 +282,7 @@ def test_unknown_encoding_is_named(files):
 
 @pytest.mark.bad_input
 def test_garbled_json_written_by_the_project_names_its_file(tmp_path):
-    from hf_lelp.io_utils import read_json
+    from hf_lelp.base.io_utils import read_json
 
     (tmp_path / "meta.json").write_text('{"format": ')
     with pytest.raises(ValueError, match=r"meta.json is not valid JSON at line 1, column 12 .*Delete it"):

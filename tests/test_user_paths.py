@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from conftest import FILLER, TOPICS, save_tiny_model
 from hf_lelp import LELPConfig, LELPTrainer, commands
-from hf_lelp.methods import get_method
+from hf_lelp.methods.registry import get_method
 
 THREE = ["positive", "negative", "neutral"]  # the user's order (not sorted): given with --class_names / ClassLabel
 FIVE = ["very negative", "negative", "neutral", "positive", "very positive"]  # no --class_names: sorted

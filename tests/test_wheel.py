@@ -12,11 +12,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from hf_lelp import card, commands, teacher
+from hf_lelp import commands, teacher
+from hf_lelp.hub import card
 
 
 def test_the_wheel_lists_every_subpackage_and_the_card_template():
@@ -28,10 +30,13 @@ def test_the_wheel_lists_every_subpackage_and_the_card_template():
         for folder, _, files in os.walk(os.path.join(ROOT, "hf_lelp"))
         if "__init__.py" in files
     }
-    mapped = {"hf_lelp.model_cards", "hf_lelp.configs", "hf_lelp.accelerate_configs"}
+    mapped = {"hf_lelp.configs", "hf_lelp.accelerate_configs"}
     assert set(setuptools["packages"]) == on_disk | mapped
-    assert setuptools["package-dir"]["hf_lelp.model_cards"] == "model_cards"
-    assert os.path.isfile(os.path.join(ROOT, "model_cards", card.TEMPLATE_NAME))
+    # The layers' templates are package data of their own subpackage.
+    assert card.TEMPLATE.is_file() and card.TEMPLATE.parent == Path(card.__file__).parent
+    assert "*.j2" in setuptools["package-data"]["hf_lelp.hub"]
+    assert "*.j2" in setuptools["package-data"]["hf_lelp.explore"]
+    assert os.path.isfile(os.path.join(ROOT, "hf_lelp", "explore", "report.html.j2"))
     # The example configs ship once: recipes/configs/ is the wheel's hf_lelp/configs/, every file in it.
     assert setuptools["package-dir"]["hf_lelp.configs"] == "recipes/configs"
     shipped = setuptools["package-data"]["hf_lelp.configs"]

@@ -59,7 +59,7 @@ def build_and_install(tmp: str) -> str:
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, source], cwd=tmp)
     (wheel,) = glob.glob(os.path.join(dist, "hf_lelp-*.whl"))
     listing = run([sys.executable, "-m", "zipfile", "-l", wheel], cwd=tmp).stdout
-    assert "hf_lelp/model_cards/lelp_student.md.j2" in listing, listing
+    assert "hf_lelp/hub/lelp_student.md.j2" in listing, listing
     assert "hf_lelp/configs/teacher_rotten_tomatoes.yaml" in listing, listing  # `hf-lelp train-teacher NAME`
     assert "hf_lelp/accelerate_configs/cpu_2proc.yaml" in listing, listing  # `hf-lelp accelerate-config`
     venv = os.path.join(tmp, "venv")

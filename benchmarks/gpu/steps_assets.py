@@ -20,8 +20,8 @@ def pack_assets(dest: str) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hf_lelp.assets import resolve_model
-    from hf_lelp.offline_datasets import _package_file
+    from hf_lelp.data.assets import resolve_model
+    from hf_lelp.data.offline_datasets import _package_file
 
     source = resolve_model(MINILM)
     model_dest = os.path.join(dest, MINILM)
@@ -84,8 +84,8 @@ def unpack_assets(carry: str, site: str) -> int:
     if sha256_file(os.path.join(data_dir, RT_FILE)) != manifest["dataset_sha256"]:
         set_status("failed: the carried Rotten Tomatoes file does not match its manifest")
         return 1
-    from hf_lelp.assets import resolve_model
-    from hf_lelp.offline_datasets import OFFLINE_DATASETS
+    from hf_lelp.data.assets import resolve_model
+    from hf_lelp.data.offline_datasets import OFFLINE_DATASETS
 
     found = resolve_model(MINILM)
     splits, names = OFFLINE_DATASETS["rotten_tomatoes"]()

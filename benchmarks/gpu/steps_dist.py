@@ -98,7 +98,7 @@ def dist_prepare(work: str) -> int:
     """The tiny corpus, configs and teacher (recipes/train_teacher.py on the GPU) shared by both backends."""
     deadline = Deadline()
     try:
-        from hf_lelp.assets import resolve_model
+        from hf_lelp.data.assets import resolve_model
 
         resolve_model(MINILM)
         student, layers = MINILM, 2

@@ -95,7 +95,7 @@ def choose_teacher() -> tuple[str, dict]:
     wanted = os.environ.get("GPU_TEACHER")
     if wanted:
         return wanted, {"source": "GPU_TEACHER"}
-    from hf_lelp.split_assets import SPLIT_MODELS, SplitAssetError, installed_parts, reassemble
+    from hf_lelp.data.split_assets import SPLIT_MODELS, SplitAssetError, installed_parts, reassemble
 
     try:
         parts = installed_parts(SPLIT_MODELS[MPNET])

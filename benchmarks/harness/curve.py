@@ -9,7 +9,7 @@ import json
 import logging
 import os
 
-from hf_lelp.io_utils import write_json_atomic
+from hf_lelp.base.io_utils import write_json_atomic
 
 from .prepare import PreparedDataset
 from .runner import Pool, _run_row, benchmark_dataset

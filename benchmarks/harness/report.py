@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from hf_lelp.methods import get_method, registered_methods
+from hf_lelp.methods.registry import get_method, registered_methods
 
 from .machine import describe
 from .search import PAPER_METHOD

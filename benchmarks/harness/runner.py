@@ -11,8 +11,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from hf_lelp.io_utils import write_json_atomic
-from hf_lelp.methods import get_method
+from hf_lelp.base.io_utils import write_json_atomic
+from hf_lelp.methods.registry import get_method
 
 from .machine import machine_info
 from .prepare import PreparedDataset
@@ -138,7 +138,7 @@ def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool
     Both search the same (S, β) grid around KD's learning rate and τ; the full search trains every candidate for
     the whole budget. Reports each choice, its full-budget validation accuracy, its test accuracy over the seeds,
     and the training epochs each search spent."""
-    from hf_lelp.autotune import successive_halving
+    from hf_lelp.training.autotune import successive_halving
 
     from .students import STUDENT_DEFAULTS
 

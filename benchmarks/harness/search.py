@@ -1,6 +1,6 @@
 """Hyperparameter grids and their selection on the validation split (never on test).
 
-The grids are the method registry's (`hf_lelp.methods`: each entry's `search` and `search_after`), staged so that
+The grids are the method registry's (`hf_lelp.methods.registry`: each's `search`, `search_after`), staged so that
 the search stays affordable on a CPU: the methods searched from scratch (CE: learning rate; KD: learning rate, τ)
 first, then every other method from the best (learning rate, τ) of the method it is tuned after (KD for the
 built-in ones), tuning only its own knobs: the feature weight for fitnet/rkd/pkt, (S, β) for the pseudo-subclass
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from hf_lelp.methods import Oracle, get_method
+from hf_lelp.methods.registry import Oracle, get_method
 
 # The method the benchmark is about: its S and β sweeps, --auto_hparams against its full search, the report's
 # comparisons with it.

@@ -26,13 +26,13 @@ import torch
 from transformers import TrainerCallback
 
 from hf_lelp import TeacherCache, build_teacher_cache
-from hf_lelp.assets import resolve_model
-from hf_lelp.cache import write_cache
+from hf_lelp.base.io_utils import write_atomic, write_json_atomic
+from hf_lelp.cache.store import write_cache
 from hf_lelp.cli import DataArguments
-from hf_lelp.data import LABEL, TEXT, dataset_fingerprint, load_text_classification
-from hf_lelp.io_utils import write_atomic, write_json_atomic
-from hf_lelp.metrics import build_compute_metrics
+from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.load import LABEL, TEXT, dataset_fingerprint, load_text_classification
 from hf_lelp.teacher import TeacherArguments, train_teacher
+from hf_lelp.training.metrics import build_compute_metrics
 
 from .embedding_student import sentence_embeddings
 from .prepare import PreparedDataset, _save_array, _write_split

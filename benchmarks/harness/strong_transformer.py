@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from hf_lelp.io_utils import write_json_atomic
+from hf_lelp.base.io_utils import write_json_atomic
 
 from .curve import teacher_choice
 from .machine import machine_info

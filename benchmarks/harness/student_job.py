@@ -23,7 +23,7 @@ def distill_student(
 ) -> dict:
     """run_distillation's metrics for one (method, seed, hparams). Without `output_dir` the student goes to a
     temporary folder, removed afterwards; `settings` are further LELPConfig fields (e.g. use_cpu)."""
-    from hf_lelp.config import LELPConfig
+    from hf_lelp.training.config import LELPConfig
     from hf_lelp.workflow import run_distillation
 
     folder = output_dir or tempfile.mkdtemp(prefix="transformer-student-")

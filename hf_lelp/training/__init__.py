@@ -1,0 +1,3 @@
+"""Training: LELPConfig, the trainer, its callbacks, resumption, metrics, auto-tuning and the one-call preparation.
+Imports every layer below.
+"""

@@ -1,0 +1,514 @@
+"""LELPTrainer: a `transformers.Trainer` whose loss reads the teacher from a cache, never from a teacher model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+
+import datasets
+import torch
+from accelerate.state import AcceleratorState
+from huggingface_hub import HfApi, get_token
+from transformers import Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
+from transformers.utils.hub import PushInProgress
+
+try:  # transformers >= 5.25; earlier releases rotate through Trainer._rotate_checkpoints
+    from transformers.trainer_utils import rotate_checkpoints
+except ImportError:
+    rotate_checkpoints = None
+
+from hf_lelp.base.io_utils import write_json_atomic
+from hf_lelp.cache.store import TeacherCache
+from hf_lelp.data.load import EXAMPLE_ID
+from hf_lelp.data.row_identity import TEXT_HASH
+from hf_lelp.hub.card import run_card_context, trainer_card_context, write_model_card
+from hf_lelp.hub.output_files import fresh_save, record_files
+from hf_lelp.hub.publish import (
+    CHECKPOINT_STATE,
+    PUBLISHED,
+    public_name,
+    public_training_args,
+    relative_trainer_state,
+    sanitise_adapter_config,
+    scan,
+    stage,
+)
+from hf_lelp.methods.losses import ce_loss, flat_class_logits
+from hf_lelp.methods.modeling import (
+    AUXILIARY_FILES,
+    EXPORT_LOGITS,
+    STUDENT_FEATURES,
+    SUBCLASS_LOGITS,
+    is_peft_model,
+    load_auxiliary,
+    save_auxiliary,
+    split_auxiliary,
+    subclass_logits_of,
+)
+from hf_lelp.methods.registry import LossInputs
+from hf_lelp.training.callbacks import CheckpointFinisher
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+class LELPTrainer(Trainer):
+    """Trains a student on pseudo-subclass targets built per batch from cached teacher embeddings.
+
+    Each training batch carries `example_id`; the trainer reads h and the teacher logits of those ids from the
+    memory-mapped cache, forms the C·S targets with the fitted projections, and computes the loss in float32.
+    Evaluation returns class-level logits, so `compute_metrics` sees C classes; the eval loss is hard-label CE
+    (the cache covers the transfer set only).
+    """
+
+    _paper = {
+        "title": "Linear Projections of Teacher Embeddings for Few-Class Distillation",
+        "id": "2409.20449",
+        "citation": "@article{loo2024lelp, title={Linear Projections of Teacher Embeddings for Few-Class "
+        "Distillation}, author={Loo, Noel and Iliopoulos, Fotis and Hu, Wei and Vee, Erik}, "
+        "journal={arXiv preprint arXiv:2409.20449}, year={2024}}",
+    }
+    # Our loss is a per-batch mean: let the Trainer divide by the accumulation steps (transformers >= 5.19).
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model=None,
+        args: LELPConfig | None = None,
+        teacher_cache: TeacherCache | None = None,
+        projections=None,
+        card_context: dict | None = None,
+        teacher=None,
+        run_settings: dict | None = None,
+        **kwargs,
+    ):
+        if args is None or not isinstance(args, LELPConfig):
+            raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
+        from hf_lelp.training.one_call import (  # it builds on workflow, which imports us
+            prepare_one_call,
+            wants_preparation,
+        )
+
+        if wants_preparation(teacher, kwargs):  # the one call: teacher= and raw text splits (one_call.py)
+            model, teacher_cache, projections, kwargs = prepare_one_call(
+                model, args, teacher, teacher_cache, projections, kwargs
+            )
+        if args.uses_teacher and teacher_cache is None:
+            raise ValueError(f"--method {args.method} needs teacher_cache= (build it with build_teacher_cache).")
+        if args.method_spec.subclass_source is not None and projections is None:
+            raise ValueError(
+                f"--method {args.method} needs projections= (its pseudo-subclasses: "
+                "args.method_spec.subclass_source(SubclassInputs(cache, args)), or workflow.build_subclasses)."
+            )
+        if teacher_cache is not None:
+            _check_train_rows(teacher_cache, kwargs.get("train_dataset"))
+        self.teacher_cache = teacher_cache
+        self.projections = projections  # any pseudo-subclass source with `subclass_scores(hidden, example_ids)`
+        self.card_context = card_context  # static model-card facts; None = no card written
+        self.run_settings = run_settings  # the recipe's model and data flags, part of the resume fingerprint
+        self.save_run_id = uuid.uuid4().hex  # whose files output_dir holds (hf_lelp/hub/output_files.py)
+        self.final_results: dict | None = None
+        self.num_labels = teacher_cache.num_labels if teacher_cache else model.config.num_labels
+        super().__init__(model=model, args=args, **kwargs)
+        self.checkpoint_finisher = CheckpointFinisher(self)
+        self.add_callback(self.checkpoint_finisher)
+        # Older transformers (< 5.19) only know this switch: a per-batch-mean loss is not pre-scaled for GA.
+        self.model_accepts_loss_kwargs = False
+
+    def create_accelerator_and_postprocess(self) -> None:
+        # accelerate keeps the first Accelerator's state (one per process): the teacher pass's would leave the
+        # dynamo backend at NO, and --torch_compile recorded as true would compile nothing.
+        if self.args.torch_compile:
+            AcceleratorState._reset_state()
+        super().create_accelerator_and_postprocess()
+
+    # Private override (checked against transformers 5.17-5.24): `remove_unused_columns` keeps only the model's
+    # forward arguments; the loss needs `example_id` too, and turning the user's flag off would be worse.
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if EXAMPLE_ID not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, EXAMPLE_ID]
+
+    def _teacher_batch(self, example_ids: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, logits = self.teacher_cache.lookup(example_ids.detach().cpu().numpy())
+        return hidden.to(device, non_blocking=True), logits.to(device, non_blocking=True)
+
+    def distillation_loss(
+        self, class_logits, subclass_logits, example_ids, labels, features=None, export_logits=None
+    ) -> torch.Tensor:
+        """The method's loss (its registry entry): soft term + feature term, mixed with α·CE(labels)."""
+        args: LELPConfig = self.args
+        method = args.method_spec
+        batch = LossInputs(class_logits, labels, subclass_logits, features, example_ids, model=self.model)
+        batch.export_logits = export_logits
+        if method.uses_teacher:
+            if example_ids is None:
+                raise KeyError(f"Training batches need an '{EXAMPLE_ID}' column to find the cached teacher outputs.")
+            batch.hidden, batch.teacher_logits = self._teacher_batch(example_ids, class_logits.device)
+        if self.projections is not None:
+            batch.subclasses = self._subclasses_on(class_logits.device)
+        soft = method.loss(batch, args)
+        if method.feature_loss is not None:
+            soft = soft + args.feature_loss_weight * method.feature_loss(batch, args)
+        if args.hard_label_weight > 0 and method.uses_teacher:  # a labels-only loss has no soft term to mix
+            if labels is None or not bool((labels >= 0).any()):
+                raise ValueError(
+                    "--hard_label_weight > 0 needs labels in the transfer set; set it to 0 (as the "
+                    "paper does) for unlabelled data."
+                )
+            hard = ce_loss(class_logits, labels, args.label_smoothing_factor)
+            return (1 - args.hard_label_weight) * soft + args.hard_label_weight * hard
+        return soft
+
+    def _subclasses_on(self, device):
+        """The pseudo-subclass source on the batch's device (moved once, at the first batch)."""
+        if getattr(self, "_subclass_device", None) != device:
+            self.projections = self.projections.to(device)
+            self._subclass_device = device
+        return self.projections
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        example_ids = inputs.pop(EXAMPLE_ID, None)
+        inputs.pop(TEXT_HASH, None)  # reaches the batch with remove_unused_columns=False; not a model input
+        labels = inputs.pop("labels", None)
+        wants_features = model.training and self.args.method_spec.feature_loss is not None
+        flat = self.args.subclass_head == "flat"
+        fits_export = flat and model.training
+        with subclass_logits_of(model, self.num_labels, with_features=wants_features, with_export=fits_export):
+            model_outputs = model(**inputs)
+        class_logits = model_outputs.logits
+        subclass_logits = model_outputs.get(SUBCLASS_LOGITS)
+        if flat and subclass_logits is not None:
+            # The paper's student predicts with its C·S layer (p_c = Σ_s q_{c,s}), in training and evaluation.
+            members = self.projections.num_members if self.projections is not None else 1
+            class_logits = flat_class_logits(subclass_logits, self.num_labels, members)
+        # The loss runs in float32 whatever the autocast dtype of the forward pass.
+        with torch.autocast(device_type=class_logits.device.type, enabled=False):
+            if model.training:
+                loss = self.distillation_loss(
+                    class_logits,
+                    subclass_logits,
+                    example_ids,
+                    labels,
+                    features=model_outputs.get(STUDENT_FEATURES),
+                    export_logits=model_outputs.get(EXPORT_LOGITS),
+                )
+            else:
+                loss = ce_loss(class_logits, labels) if labels is not None else None
+        outputs = SequenceClassifierOutput(loss=loss, logits=class_logits)
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # Checked after the backward pass, so that every process of a launch finishes its gradient exchange; the
+        # Trainer's own NaN filter (logging_nan_inf_filter) would otherwise hide it and export NaN weights.
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss).all()):
+            value = float(loss.detach().float().mean())
+            raise FloatingPointError(non_finite_loss_message(value, self.state, self.args))
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Without labels the Trainer calls model(**inputs) itself: the id columns must not reach the model.
+        if "labels" not in inputs:
+            inputs = {k: v for k, v in inputs.items() if k not in (EXAMPLE_ID, TEXT_HASH)}
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    # Private override (checked against transformers 5.17-5.24): the weights must leave out the training-only
+    # modules before they are written, and no public hook sees the state dict of both save_model and checkpoints.
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file, with
+        nothing of another model beside it: a checkpoint folder left by an earlier run was removed before the
+        checkpoint save began, and in any other folder the files an earlier run saved are removed first
+        (hf_lelp/hub/output_files.py)."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            self._save_files(output_dir, state_dict)
+        elif self._is_checkpoint_being_written(output_dir):
+            # The checkpoint's arguments (training_args.bin/.json) record the user's limit, not the held one.
+            self.args.save_total_limit = self._held_save_total_limit
+            try:
+                self._save_files(output_dir, state_dict)
+            finally:
+                self.args.save_total_limit = None
+        else:
+            with fresh_save(output_dir, self.save_run_id):
+                self._save_files(output_dir, state_dict)
+
+    def _is_checkpoint_being_written(self, output_dir: str) -> bool:
+        name = os.path.basename(os.path.normpath(output_dir))
+        current = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        return getattr(self, "_saving_checkpoint", False) and name == current
+
+    # Private override (checked against transformers 5.17-5.25): the Trainer deletes old checkpoints
+    # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
+    # complete checkpoint. The rotation is held back until the new checkpoint is marked complete.
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self._remove_stale_checkpoint(folder)
+        limit = self._held_save_total_limit = self.args.save_total_limit
+        self.args.save_total_limit, self._saving_checkpoint = None, True
+        self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit, self._saving_checkpoint = limit, False
+        self.checkpoint_finisher.finish(folder)
+        if not self.args.should_save:
+            return
+        if rotate_checkpoints is None:
+            self._rotate_checkpoints(use_mtime=True, output_dir=run_dir)
+        else:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    def _remove_stale_checkpoint(self, folder: str) -> None:
+        """A folder of this step's name left by an earlier run (its completion marker, another model's files) would
+        mix with this save: removed before any process writes into it."""
+        if self.args.should_save and os.path.isdir(folder):
+            logger.warning("Replacing %s, left by an earlier run.", folder)
+            shutil.rmtree(folder)
+        self.accelerator.wait_for_everyone()
+
+    def record_written(self, *names: str) -> None:
+        """Files written in output_dir after the save (results.json, the card): this run's, removed by the next
+        run's save."""
+        if self.args.should_save:
+            record_files(self.args.output_dir, self.save_run_id, *names)
+
+    def _save_files(self, output_dir: str, state_dict: dict | None) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        if is_peft_model(model):
+            # PEFT saves the adapter (LoRA weights + the classifier); training-only modules become side files.
+            base, (_, auxiliary) = state_dict, split_auxiliary(model.state_dict())
+        else:
+            base, auxiliary = split_auxiliary(state_dict if state_dict is not None else model.state_dict())
+        super()._save(output_dir, state_dict=base)
+        if self.args.should_save:
+            save_auxiliary(auxiliary, output_dir)
+            for name, file_name in AUXILIARY_FILES.items():  # a side file of an earlier run is not this model's
+                stale = os.path.join(output_dir, file_name)
+                if name not in auxiliary and os.path.isfile(stale):
+                    os.remove(stale)
+            write_json_atomic(os.path.join(output_dir, "lelp_config.json"), self.lelp_metadata())
+            # Arguments as JSON (tokens masked, local paths cut to basenames) instead of the pickled
+            # training_args.bin, which holds hub_token in clear.
+            public_args = public_training_args(json.loads(self.args.to_json_string()))
+            write_json_atomic(os.path.join(output_dir, "training_args.json"), public_args)
+            pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
+            if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
+                os.remove(pickled)
+            if not self._keeps_pickled_args(output_dir):  # a saved model has its card (checkpoints: at finish)
+                self.write_card(output_dir)
+
+    def _keeps_pickled_args(self, output_dir: str) -> bool:
+        # Local checkpoint folders keep the Trainer's own files untouched (they are never uploaded as they are).
+        return os.path.basename(os.path.normpath(output_dir)).startswith(PREFIX_CHECKPOINT_DIR)
+
+    def write_card(self, output_dir: str) -> None:
+        """README.md model card (hf_lelp/hub/lelp_student.md.j2) with the freshest metrics; at every save and push.
+        A trainer built in Python without `card_context=` describes what it knows itself (model, cache, datasets)."""
+        static = self.card_context
+        if static is None:
+            model = self.accelerator.unwrap_model(self.model)
+            static = trainer_card_context(model, self.teacher_cache, self.train_dataset, self.eval_dataset)
+        context = run_card_context(
+            static,
+            self.args,
+            self.lelp_metadata(),
+            self.state.log_history,
+            self.state.global_step,
+            self.final_results,
+            self._paper["citation"],
+            epoch=self.state.epoch,
+            folder=None if self._keeps_pickled_args(output_dir) else output_dir,  # save_model(elsewhere) too
+        )
+        write_model_card(output_dir, context)
+
+    def create_model_card(self, *args, **kwargs):
+        # Trainer.push_to_hub calls this; our card replaces the generic Trainer card (also without card_context).
+        if self.args.should_save:
+            self.write_card(self.args.output_dir)
+            self.record_written("README.md")
+
+    # --- Publishing. Checked against transformers 5.17-5.24: Trainer.push_to_hub and _push_from_checkpoint
+    # upload the whole output_dir (and checkpoint folders with training_args.bin); both are replaced so that
+    # every commit is an allowlisted, scanned staging folder (hf_lelp/hub/publish.py).
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=kwargs.pop("private", None))
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        self._finish_current_push()
+        return self._upload(
+            self.args.output_dir,
+            commit_message,
+            token=token,
+            revision=revision or self.args.hub_revision,
+            blocking=blocking,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        args = self.args
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+            return
+        if not args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return  # the Trainer's rule: skip this push while the previous one is still uploading
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        if args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"
+        # The checkpoint folder holds the model, tokenizer and side files of this step; the Trainer pushes before
+        # its on_save callbacks run, so the card and completion marker are finished here first.
+        self.checkpoint_finisher.finish(checkpoint_folder)
+        jobs = [self._upload(checkpoint_folder, message, blocking=False)]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None
+            jobs.append(
+                self._upload(
+                    checkpoint_folder,
+                    message + ", checkpoint",
+                    path_in_repo=path_in_repo or os.path.basename(checkpoint_folder),
+                    resumable=True,
+                    blocking=False,
+                )
+            )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
+
+    def _upload(self, folder, message, *, token=None, revision=None, path_in_repo=None, resumable=False, blocking):
+        """Stage the allowlisted files of `folder`, scan them, upload them as one commit; the staging folder is
+        removed when the upload ends."""
+        args = self.args
+        staging = stage(folder, PUBLISHED + CHECKPOINT_STATE if resumable else PUBLISHED)
+        try:
+            sanitise_adapter_config(staging, (self.card_context or {}).get("base_model"))
+            relative_trainer_state(staging, args.output_dir)
+            secrets = [token, args.hub_token, get_token(), os.environ.get("HF_TOKEN")]
+            scan(staging, secrets, self.local_paths, allow_pickles=resumable)
+            upload = HfApi().upload_folder(
+                repo_id=self.hub_model_id,
+                folder_path=staging,
+                path_in_repo=path_in_repo,
+                commit_message=message,
+                token=token or args.hub_token,
+                revision=revision or args.hub_revision,
+                run_as_future=not blocking,
+            )
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if blocking:
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            upload.add_done_callback(lambda done: _after_background_upload(done, staging, message))
+        return upload
+
+    @property
+    def local_paths(self) -> list[str]:
+        """This machine's paths that a published file must not contain: every path the run was given (teacher,
+        student, cache, data files, output and logging folders); the scan adds home, working and temp folders."""
+        paths = list((self.card_context or {}).get("local_paths", []))
+        if self.teacher_cache is not None:
+            paths.append(self.teacher_cache.path)
+        given = [self.args.output_dir]
+        for value in (*self.args.to_dict().values(), *(self.run_settings or {}).values()):  # every flag's value
+            given += value if isinstance(value, list) else [value]
+        paths += [p for p in given if isinstance(p, str) and p and (os.path.isabs(p) or os.path.exists(p))]
+        return [os.path.abspath(p) for p in paths]
+
+    def lelp_metadata(self) -> dict:
+        """lelp_config.json: the method, S (per class and member), β, τ, α and the method's own settings
+        (K = ensemble_size for an ensemble; its registry entry's `card_fields`)."""
+        args: LELPConfig = self.args
+        source = self.projections
+        meta = {
+            "method": args.method,
+            "subclass_head": args.subclass_head,
+            "num_subclasses": source.num_subclasses if source is not None else 1,
+            "subclass_temperature": args.subclass_temperature,
+            "temperature": args.temperature,
+            "hard_label_weight": args.hard_label_weight,
+            "paper": self._paper,
+            **args.method_spec.card_values(args, source),
+        }
+        if self.teacher_cache is not None:
+            fingerprint = dict(self.teacher_cache.fingerprint)
+            fingerprint["teacher"] = public_name(fingerprint.get("teacher"))
+            fingerprint["dataset"] = public_name(fingerprint.get("dataset"))
+            meta["cache_fingerprint"] = fingerprint
+        return meta
+
+    # --- Checkpoints: a completion marker written last, recording the run's configuration.
+
+    def run_fingerprint(self) -> dict:
+        model = self.accelerator.unwrap_model(self.model)
+        config = getattr(model, "config", None)
+        return run_fingerprint(
+            self.args,
+            config.to_dict() if config is not None else {},
+            self.teacher_cache.fingerprint if self.teacher_cache is not None else None,
+            len(self.train_dataset) if self.train_dataset is not None else 0,
+            self._train_digest(),
+            self.run_settings,
+        )
+
+    def _train_digest(self) -> str | None:
+        """The training set's content (computed once: the marker of every checkpoint records it)."""
+        if not hasattr(self, "_train_digest_value"):
+            dataset = self.train_dataset
+            self._train_digest_value = dataset_digest(dataset) if hasattr(dataset, "with_format") else None
+        return self._train_digest_value
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint:
+            check_resumable(resume_from_checkpoint, self.run_fingerprint())
+            # The Trainer restores the model's own weights; the training-only modules come from their side files.
+            load_auxiliary(self.model, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+def _check_train_rows(cache: TeacherCache, train_dataset) -> None:
+    """A reopened cache meets the training data only here: refuse rows that are not the ones it was built on."""
+    if isinstance(train_dataset, datasets.Dataset) and EXAMPLE_ID in train_dataset.column_names:
+        cache.check_rows(train_dataset)
+
+
+def _after_background_upload(done, staging: str, message: str) -> None:
+    """A checkpoint push runs in the background; its failure is said, never dropped with the future."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if done.exception() is not None:
+        logger.warning("Hub push '%s' failed: %s", message, done.exception())
+
+
+def non_finite_loss_message(loss: float, state, args: LELPConfig) -> str:
+    """The user error of a diverged run, naming the optimizer step and the options that usually cause it."""
+    epoch = f" (epoch {state.epoch:.2f})" if state.epoch is not None else ""
+    return (
+        f"The training loss became {loss} at optimizer step {state.global_step + 1}{epoch} of --method "
+        f"{args.method}: training stopped and nothing was exported. Lower --learning_rate (now {args.learning_rate}), "
+        f"keep --max_grad_norm finite and positive (now {args.max_grad_norm}), check --temperature, "
+        "--subclass_temperature and --feature_loss_weight, or train in float32 (without --fp16/--bf16)."
+    )
