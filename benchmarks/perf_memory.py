@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from hf_lelp import LELPTrainer
-from hf_lelp.cache.store import TeacherCache, write_cache_chunks
+from hf_lelp.cache.store import TeacherCache
+from hf_lelp.cache.writer import write_cache_chunks
 from hf_lelp.methods.projections import FitOptions, SubclassProjections, fit_projections
 
 BLOCK_SIZE, BLOCKS_PER_WINDOW = 256, 8

@@ -130,9 +130,7 @@ class DataArguments:
 class ModelArguments:
     teacher: str | None = field(
         default=None,
-        metadata={
-            "help": "Fine-tuned teacher classifier (folder or Hub id); train one with `hf-lelp train-teacher`."
-        },
+        metadata={"help": "Fine-tuned teacher classifier (folder or Hub id); train one with `hf-lelp train-teacher`."},
     )
     student: str = field(
         default="all-MiniLM-L6-v2", metadata={"help": "Student checkpoint (offline short name, folder or Hub id)."}

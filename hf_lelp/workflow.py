@@ -25,7 +25,8 @@ from transformers import (
 from hf_lelp.base.errors import StateError, UserError
 from hf_lelp.base.io_utils import read_json, write_json_atomic
 from hf_lelp.base.locks import exclusive_folder
-from hf_lelp.cache.store import TeacherCache, build_teacher_cache
+from hf_lelp.cache.store import TeacherCache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)

@@ -109,7 +109,7 @@ def synthetic_cache(
     folder, n: int = 300, d: int = 16, c: int = 2, seed: int = 0, dtype: str = "float32", unlabelled: bool = False
 ):
     """A cache of Gaussian embeddings with class-dependent means and a random linear head (logits = W h + b)."""
-    from hf_lelp.cache.store import write_cache
+    from hf_lelp.cache.writer import write_cache
 
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % c

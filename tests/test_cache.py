@@ -9,13 +9,9 @@ from transformers import MPNetConfig, MPNetForSequenceClassification, RobertaCon
 
 from conftest import VOCAB, make_split, tiny_bert
 from hf_lelp.cache import teacher_pass
-from hf_lelp.cache.store import (
-    CacheMismatchError,
-    CorruptCacheError,
-    TeacherCache,
-    build_teacher_cache,
-    sha256_state_dict,
-)
+from hf_lelp.cache.fingerprint import sha256_state_dict
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 
 
 def tiny_model(config_class, model_class, num_labels=2):
@@ -122,13 +118,13 @@ def test_interrupted_pass_resumes_without_redoing_finished_shards(tokenizer, tmp
 def test_corrupt_shard_is_recomputed_and_corrupt_cache_is_refused(tokenizer, tmp_path, monkeypatch):
     split, teacher = make_split(200), tiny_bert(2)
     reference = build(teacher, tokenizer, split, tmp_path / "reference")
-    real_merge = teacher_pass._merge_shards
-    monkeypatch.setattr(teacher_pass, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    real_merge = teacher_pass.merge_shards
+    monkeypatch.setattr(teacher_pass, "merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
     with pytest.raises(SystemExit):
         build(teacher, tokenizer, split, tmp_path / "cache")
     shard = tmp_path / "cache" / "shards" / "shard-00001.safetensors"
     shard.write_bytes(shard.read_bytes()[:-40])  # truncated
-    monkeypatch.setattr(teacher_pass, "_merge_shards", real_merge)
+    monkeypatch.setattr(teacher_pass, "merge_shards", real_merge)
     resumed = build(teacher, tokenizer, split, tmp_path / "cache")
     assert np.array_equal(resumed.hidden, reference.hidden)
     hidden_file = tmp_path / "cache" / "hidden.npy"
@@ -185,7 +181,7 @@ def test_a_teacher_with_other_encoder_weights_but_the_same_head_is_refused(token
         build(retrained, tokenizer, split, tmp_path / "cache")
     assert "teacher_head_sha256" not in str(info.value)
     # The same for the fingerprint of an interrupted pass (shards/fingerprint.json).
-    monkeypatch.setattr(teacher_pass, "_merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
+    monkeypatch.setattr(teacher_pass, "merge_shards", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stop")))
     with pytest.raises(SystemExit):
         build(teacher, tokenizer, split, tmp_path / "partial")
     monkeypatch.undo()

@@ -16,8 +16,11 @@ import torch
 from transformers import AutoTokenizer, BertTokenizerFast, DataCollatorWithPadding
 
 from conftest import ROOT, VOCAB, make_split, make_texts, make_tokenizer, tiny_bert
-from hf_lelp import LELPConfig, LELPTrainer, teacher_pass
-from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache, build_teacher_cache, write_cache
+from hf_lelp import LELPConfig, LELPTrainer
+from hf_lelp.cache import teacher_pass
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
+from hf_lelp.cache.writer import write_cache
 from hf_lelp.data.load import load_text_classification, tokenize_split
 
 NAMES = ["class_0", "class_1"]  # tiny_bert's own class names
@@ -117,7 +120,7 @@ def kill_teacher_pass_before_the_merge(monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed before the merge")
 
-    monkeypatch.setattr(teacher_pass, "_merge_shards", killed)
+    monkeypatch.setattr(teacher_pass, "merge_shards", killed)
 
 
 @pytest.mark.fault
@@ -171,9 +174,9 @@ def test_a_teacher_with_another_vocabulary_does_not_reuse_the_cache(tmp_path):
 KILLED_PASS = """
 import os, signal, sys
 sys.path.insert(0, os.path.join({root!r}, "tests"))
-import hf_lelp.cache.store as cache_module
+import hf_lelp.cache.writer as cache_module
 from conftest import make_split, make_tokenizer, tiny_bert
-from hf_lelp.cache.store import build_teacher_cache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 
 where, real = sys.argv[2], {{"load_file": cache_module.load_file, "rmtree": cache_module.shutil.rmtree}}
 loads = []

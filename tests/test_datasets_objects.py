@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_texts, make_tokenizer, tiny_bert
 from hf_lelp.base.errors import UserError
-from hf_lelp.cache.store import build_teacher_cache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.data.load import (
     as_text_classification_split,
     dataset_fingerprint,

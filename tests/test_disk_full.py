@@ -20,10 +20,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import hf_lelp.cache.store as cache_module
+import hf_lelp.cache.writer as cache_module
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp.cache import teacher_pass
-from hf_lelp.cache.store import build_teacher_cache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 
 PAGE = 4096  # tmpfs allocates whole pages
 TMPFS = "tmpfs"
@@ -36,7 +36,7 @@ TEACHER_PASS = f"""
 import os, sys
 sys.path.insert(0, os.path.join({ROOT!r}, "tests"))
 from conftest import make_split, make_tokenizer, tiny_bert
-from hf_lelp.cache.store import build_teacher_cache
+from hf_lelp.cache.teacher_pass import build_teacher_cache
 
 build_teacher_cache(
     tiny_bert(2, hidden={D}), make_tokenizer(), make_split({N}), os.path.join(sys.argv[1], "cache"), **{OPTIONS!r}
@@ -144,7 +144,7 @@ def test_full_disk_while_merging_the_cache_is_a_clear_error_and_a_rerun_resumes(
         ["fingerprint.json"] + [f"shard-{k:05d}.{ext}" for k in range(N // S) for ext in ("json", "safetensors")]
     ), context
     for k in range(N // S):
-        assert cache_module._shard_is_valid(str(copied_cache / "shards"), k, S), f"{mechanism}: shard {k} is damaged"
+        assert cache_module.shard_is_valid(str(copied_cache / "shards"), k, S), f"{mechanism}: shard {k} is damaged"
 
     # With space (the copy lies on an ordinary disk), a rerun merges the kept shards without running the teacher.
     def no_teacher_forward(*args, **kwargs):

@@ -20,7 +20,7 @@ import torch
 from chromium import chromium_binary
 
 from conftest import ROOT, make_texts, run, save_tiny_model, synthetic_fingerprint
-from hf_lelp.cache.store import write_cache
+from hf_lelp.cache.writer import write_cache
 from hf_lelp.explore.report import (
     adjusted_mutual_info,
     contingency_table,

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
-import hf_lelp.cache.store as cache_module
+import hf_lelp.cache.writer as cache_module
 import hf_lelp.methods.projections as projections_module
 from conftest import ROOT, VOCAB, make_split, make_tokenizer, run, synthetic_cache, tiny_bert
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
@@ -258,7 +258,7 @@ def test_class_present_in_eval_but_absent_from_train_is_reported_and_refused_by_
 
 def _drop_class(tmp_path, cache):
     """A copy of `cache` whose class-0 rows are gone: class 0 has no examples at all."""
-    from hf_lelp.cache.store import write_cache
+    from hf_lelp.cache.writer import write_cache
 
     keep = np.asarray(cache.labels) == 1
     hidden = torch.from_numpy(np.asarray(cache.hidden)[keep])

@@ -146,7 +146,7 @@ def test_the_explorer_draws_class_names_with_mathtext_dollars(tmp_path):
     import torch
 
     from conftest import synthetic_fingerprint
-    from hf_lelp.cache.store import write_cache
+    from hf_lelp.cache.writer import write_cache
     from hf_lelp.explore.report import write_report
     from hf_lelp.methods.projections import FitOptions, load_or_fit_projections
 

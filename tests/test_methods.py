@@ -113,7 +113,7 @@ def test_pca_ablation_keeps_the_directions_the_head_can_see(tmp_path):
 
 
 def test_kmeans_recovers_planted_clusters(tmp_path):
-    from hf_lelp.cache.store import write_cache
+    from hf_lelp.cache.writer import write_cache
 
     generator = torch.Generator().manual_seed(0)
     n, d = 400, 6

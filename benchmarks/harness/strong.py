@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.base.io_utils import write_atomic, write_json_atomic
-from hf_lelp.cache.store import write_cache
+from hf_lelp.cache.writer import write_cache
 from hf_lelp.cli import DataArguments
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.load import LABEL, TEXT, dataset_fingerprint, load_text_classification

@@ -16,17 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hf_lelp.cache.store import (
-    CACHE_DTYPES,
-    TeacherCache,
-    _merge_shards,
-    _shard_is_valid,
-    _to_storage,
-    _write_shard,
-    check_fingerprint,
-    make_fingerprint,
-    remove_stale_temporaries,
-)
+from hf_lelp.cache.store import CACHE_DTYPES, TeacherCache
+from hf_lelp.cache.writer import merge_shards, shard_is_valid, to_storage, write_shard, remove_stale_temporaries
+from hf_lelp.cache.fingerprint import check_fingerprint, make_fingerprint
 from hf_lelp.data.load import EXAMPLE_ID, LABEL, TEXT, as_text_classification_split
 from hf_lelp.cache.heads import capture_layer_input, find_output_layer
 from hf_lelp.base.io_utils import read_json, write_json_atomic
@@ -88,7 +80,7 @@ def _run_shard(
         h = captured["input"].float()
         logits_batch = out.float()
         _check_finite(h, logits_batch, batch[EXAMPLE_ID])
-        hidden.append(_to_storage(h, dtype))
+        hidden.append(to_storage(h, dtype))
         logits.append(logits_batch.cpu())
         progress.update(len(batch[TEXT]))
     return {
@@ -215,7 +207,7 @@ def build_teacher_cache(
     # accelerate splits the shard indices, not the rows: every shard (fixed rows, the unit of resumption) goes to
     # exactly one process, unpadded, whatever the number of processes of this run or of the interrupted one.
     with accelerator.split_between_processes(list(range(num_shards))) as mine:
-        todo = [k for k in mine if not _shard_is_valid(shard_dir, k, shard_rows(k), start=k * shard_size)]
+        todo = [k for k in mine if not shard_is_valid(shard_dir, k, shard_rows(k), start=k * shard_size)]
     if accelerator.is_main_process:
         logger.info(
             "Teacher pass: %d shards of %d rows, %d on this process, %d of them already finished.",
@@ -243,11 +235,11 @@ def build_teacher_cache(
             dtype=dtype,
             progress=progress,
         )
-        _write_shard(shard_dir, k, tensors, start=k * shard_size)
+        write_shard(shard_dir, k, tensors, start=k * shard_size)
     progress.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _merge_shards(
+        merge_shards(
             shard_dir, num_shards, cache_dir, expected, head, head_name, len(split), shard_size, expected_ids=ids
         )
     accelerator.wait_for_everyone()

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_lelp.base.io_utils import sha256_file, write_atomic
-from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache, check_fingerprint
+from hf_lelp.cache.fingerprint import check_fingerprint
+from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
 
 GROUPINGS = ("label", "prediction")
 DIRECTIONS = ("pca", "random")

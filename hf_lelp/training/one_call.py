@@ -19,7 +19,8 @@ import datasets
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from hf_lelp.base.locks import exclusive_folder
-from hf_lelp.cache.store import TeacherCache, sha256_state_dict, sha256_tokenizer
+from hf_lelp.cache.fingerprint import sha256_state_dict, sha256_tokenizer
+from hf_lelp.cache.store import TeacherCache
 from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT
