@@ -4,12 +4,8 @@ from hf_lelp.base.version import __version__
 from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
 from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.data.label_order import align_to_teacher
-from hf_lelp.data.load import (
-    TextClassificationData,
-    as_text_classification_split,
-    load_text_classification,
-    tokenize_split,
-)
+from hf_lelp.data.load import TextClassificationData, as_text_classification_split, load_text_classification
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.data.transfer import carve_validation, with_transfer_data
 from hf_lelp.methods.losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
 from hf_lelp.methods.modeling import attach_feature_regressor, attach_subclass_head, load_student

@@ -35,8 +35,11 @@ from hf_lelp.base.version import __version__
 from hf_lelp.cache.store import TeacherCache
 from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.data.assets import OFFLINE_MODELS
-from hf_lelp.data.load import EXAMPLE_ID, OFFLINE_PACKAGES, TEXT, dataset_fingerprint, load_text_classification
+from hf_lelp.data.columns import EXAMPLE_ID, TEXT
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.offline_datasets import OFFLINE_PACKAGES
 from hf_lelp.data.split_assets import SPLIT_MODELS
+from hf_lelp.data.tokens import dataset_fingerprint
 from hf_lelp.example_configs import example_config, resolve_config_argument
 from hf_lelp.explore.report import write_report
 from hf_lelp.launch import accelerate_config

@@ -16,7 +16,8 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, Traini
 from hf_lelp.base.io_utils import write_json_atomic
 from hf_lelp.cli import DataArguments, parse_with_config, setup_logging
 from hf_lelp.data.assets import resolve_model
-from hf_lelp.data.load import LABEL, data_summary
+from hf_lelp.data.columns import LABEL
+from hf_lelp.data.load import data_summary
 from hf_lelp.data.preflight import check_models
 from hf_lelp.hub.export import read_as_trained
 from hf_lelp.methods.modeling import load_student

@@ -29,17 +29,11 @@ from hf_lelp.cache.store import TeacherCache
 from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, TEXT
 from hf_lelp.data.label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)
-from hf_lelp.data.load import (
-    EXAMPLE_ID,
-    FINE_LABEL,
-    TEXT,
-    TextClassificationData,
-    data_summary,
-    load_text_classification,
-    tokenize_split,
-)
+from hf_lelp.data.load import TextClassificationData, data_summary, load_text_classification
 from hf_lelp.data.preflight import check_max_length, check_models
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.data.transfer import carve_validation, with_transfer_data
 from hf_lelp.hub.card import static_card_context
 from hf_lelp.hub.export import base_overrides, measure_export, read_as_trained

@@ -21,7 +21,8 @@ from hf_lelp.cache import teacher_pass
 from hf_lelp.cache.store import CacheMismatchError, CorruptCacheError, TeacherCache
 from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.cache.writer import write_cache
-from hf_lelp.data.load import load_text_classification, tokenize_split
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.tokens import tokenize_split
 
 NAMES = ["class_0", "class_1"]  # tiny_bert's own class names
 

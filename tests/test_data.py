@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_lelp.data.load import dataset_fingerprint, load_text_classification
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.tokens import dataset_fingerprint
 
 ROWS = [("good film", "pos"), ("bad film", "neg"), ("fine film", "pos"), ("dull film", "neg")]
 

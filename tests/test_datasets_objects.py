@@ -9,12 +9,8 @@ import pytest
 from conftest import make_texts, make_tokenizer, tiny_bert
 from hf_lelp.base.errors import UserError
 from hf_lelp.cache.teacher_pass import build_teacher_cache
-from hf_lelp.data.load import (
-    as_text_classification_split,
-    dataset_fingerprint,
-    load_text_classification,
-    tokenize_split,
-)
+from hf_lelp.data.load import as_text_classification_split, load_text_classification
+from hf_lelp.data.tokens import dataset_fingerprint, tokenize_split
 from hf_lelp.data.transfer import with_transfer_data
 
 NAMES = ["positive", "negative"]  # not in sorted order: the ClassLabel order must be kept

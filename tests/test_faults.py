@@ -20,7 +20,8 @@ import hf_lelp.cache.writer as cache_module
 import hf_lelp.methods.projections as projections_module
 from conftest import ROOT, VOCAB, make_split, make_tokenizer, run, synthetic_cache, tiny_bert
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
-from hf_lelp.data.load import load_text_classification, tokenize_split
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.methods.projections import SubclassProjections
 from hf_lelp.training.resume import CHECKPOINT_MARKER, last_complete_checkpoint
 

@@ -21,7 +21,7 @@ from hf_lelp import LELPConfig, LELPTrainer, attach_subclass_head, build_teacher
 from hf_lelp.base.errors import UserError
 from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
 from hf_lelp.commands import main
-from hf_lelp.data.load import tokenize_split
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.launch import config_folder, requested_processes
 from hf_lelp.methods.projections import FitOptions
 

@@ -361,7 +361,8 @@ def test_the_workflow_builds_each_source_as_its_entry_says(tmp_path):
     import datasets
 
     from hf_lelp.cli import ModelArguments
-    from hf_lelp.data.load import FINE_LABEL, TextClassificationData
+    from hf_lelp.data.columns import FINE_LABEL
+    from hf_lelp.data.load import TextClassificationData
     from hf_lelp.workflow import build_subclasses
 
     cache = synthetic_cache(tmp_path / "cache", n=60, d=16, c=3)

@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
-from hf_lelp.data.load import tokenize_split
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.methods.modeling import (
     SUBCLASS_HEAD,
     SUBCLASS_HEAD_FILE,

@@ -11,7 +11,7 @@ from transformers import DataCollatorWithPadding
 from conftest import ROOT, make_split, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, build_teacher_cache
 from hf_lelp.base.locks import FolderInUseError
-from hf_lelp.data.load import tokenize_split
+from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.training.resume import CHECKPOINT_MARKER
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))

@@ -15,7 +15,8 @@ from hf_lelp.base.io_utils import read_json
 from hf_lelp.cache.store import CorruptCacheError
 from hf_lelp.cli import DataArguments, ModelArguments, read_config
 from hf_lelp.data.assets import resolve_model
-from hf_lelp.data.load import _read_local, load_text_classification
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.local_files import read_local
 from hf_lelp.methods.projections import FitOptions, load_or_fit_projections
 
 pytestmark = pytest.mark.bad_input
@@ -228,15 +229,15 @@ def test_non_utf8_offset_is_the_files_not_a_chunks(tmp_path):
 def test_table_errors_name_the_file(tmp_path):
     (tmp_path / "ragged.csv").write_text("text,label\na,1\nb,0,extra,more\n")
     with pytest.raises(UserError, match="ragged.csv .*--train_file.* not a valid CSV.*line 3"):
-        _read_local(str(tmp_path / "ragged.csv"), flag="--train_file")
+        read_local(str(tmp_path / "ragged.csv"), flag="--train_file")
     (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": 1}\n{"text": \n')
     with pytest.raises(UserError, match="bad.jsonl is not valid JSON lines"):
-        _read_local(str(tmp_path / "bad.jsonl"))
+        read_local(str(tmp_path / "bad.jsonl"))
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UserError, match="empty.jsonl is empty"):
-        _read_local(str(tmp_path / "empty.jsonl"))
+        read_local(str(tmp_path / "empty.jsonl"))
     with pytest.raises(FileNotFoundError, match="nothing.csv .*--test_file.* not found"):
-        _read_local(str(tmp_path / "nothing.csv"), flag="--test_file")
+        read_local(str(tmp_path / "nothing.csv"), flag="--test_file")
 
 
 def test_integer_labels_must_be_contiguous_unless_class_names_are_given(tmp_path):
@@ -277,7 +278,7 @@ def test_garbled_projections_json_says_how_to_refit(tmp_path):
 
 def test_unknown_encoding_is_named(files):
     with pytest.raises(UserError, match="Unknown --encoding 'klingon' for .*good.csv"):
-        _read_local(str(files / "good.csv"), encoding="klingon")
+        read_local(str(files / "good.csv"), encoding="klingon")
 
 
 @pytest.mark.bad_input

@@ -18,7 +18,8 @@ from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.base.io_utils import write_atomic, write_json_atomic
 from hf_lelp.cli import DataArguments
 from hf_lelp.data.assets import resolve_model
-from hf_lelp.data.load import FINE_LABEL, LABEL, TEXT, UNLABELLED, TextClassificationData, load_text_classification
+from hf_lelp.data.columns import FINE_LABEL, LABEL, TEXT, UNLABELLED
+from hf_lelp.data.load import TextClassificationData, load_text_classification
 from hf_lelp.teacher import RESULTS_FILE, TeacherArguments, train_teacher
 
 from .embedding_student import sentence_embeddings

@@ -30,7 +30,9 @@ from hf_lelp.base.io_utils import write_atomic, write_json_atomic
 from hf_lelp.cache.writer import write_cache
 from hf_lelp.cli import DataArguments
 from hf_lelp.data.assets import resolve_model
-from hf_lelp.data.load import LABEL, TEXT, dataset_fingerprint, load_text_classification
+from hf_lelp.data.columns import LABEL, TEXT
+from hf_lelp.data.load import load_text_classification
+from hf_lelp.data.tokens import dataset_fingerprint
 from hf_lelp.teacher import TeacherArguments, train_teacher
 from hf_lelp.training.metrics import build_compute_metrics
 

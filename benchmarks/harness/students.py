@@ -13,7 +13,7 @@ import numpy as np
 from transformers import default_data_collator, set_seed
 
 from hf_lelp import TeacherCache
-from hf_lelp.data.load import EXAMPLE_ID
+from hf_lelp.data.columns import EXAMPLE_ID
 from hf_lelp.methods.registry import SubclassInputs, get_method
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.metrics import build_compute_metrics

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_lelp.base.version import __version__
-from hf_lelp.data.load import dataset_fingerprint
+from hf_lelp.data.tokens import dataset_fingerprint
 from hf_lelp.base.io_utils import (
     is_no_space,
     no_space_error,

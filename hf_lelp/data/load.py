@@ -10,7 +10,6 @@ Where the data comes from lives apart: offline_datasets.py (short names read fro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -21,13 +20,15 @@ import pandas as pd
 
 from hf_lelp.base.errors import UserError
 from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT, UNLABELLED
-
-# The `x as x` imports are re-exports: commands.py, transfer.py and the tests import them from here.
-from hf_lelp.data.local_files import _file_flag, _load_frames
-from hf_lelp.data.local_files import _read_local as _read_local
+from hf_lelp.data.labels import (
+    check_columns,
+    check_missing_labels,
+    encode_labels,
+    infer_label_names,
+    rename_columns,
+)
+from hf_lelp.data.local_files import file_flag, load_frames
 from hf_lelp.data.offline_datasets import OFFLINE_DATASET_SOURCES, OFFLINE_DATASETS
-from hf_lelp.data.offline_datasets import OFFLINE_PACKAGES as OFFLINE_PACKAGES
-from hf_lelp.data.row_identity import TEXT_HASH, text_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -44,183 +45,6 @@ class TextClassificationData:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
-
-
-def _check_columns(
-    columns: list[str],
-    num_rows: int,
-    split: str,
-    text_column: str,
-    label_column: str | None,
-    fine_label_column: str | None = None,
-) -> None:
-    """The same errors for a file's table and for a Dataset: a missing text (or train label) column names the flag."""
-    if not num_rows:  # local files are checked when read; this catches an empty split of a Dataset or Hub dataset
-        raise UserError(f"Split '{split}' has no rows: check the dataset, or drop that split.")
-    if text_column not in columns:
-        raise KeyError(
-            f"Split '{split}' has no text column '{text_column}' (columns: {columns}). "
-            "Pass --text_column with the right name."
-        )
-    if label_column and label_column not in columns and split == "train":
-        raise KeyError(
-            f"Split '{split}' has no label column '{label_column}' (columns: {columns}). "
-            "Pass --label_column with the right name, or --label_column '' for an unlabelled transfer set."
-        )
-    if fine_label_column and fine_label_column not in columns and split == "train":
-        raise KeyError(
-            f"Split '{split}' has no fine-label column '{fine_label_column}' (columns: {columns}). "
-            "Pass --fine_label_column with the right name."
-        )
-
-
-def _rename_columns(
-    frame: pd.DataFrame, text_column: str, label_column: str | None, split: str, fine_label_column: str | None = None
-) -> pd.DataFrame:
-    _check_columns(list(frame.columns), len(frame), split, text_column, label_column, fine_label_column)
-    columns = {text_column: TEXT}
-    if label_column and label_column in frame.columns:
-        columns[label_column] = LABEL
-    if fine_label_column:
-        columns[fine_label_column] = FINE_LABEL
-    frame = frame.rename(columns=columns)
-    if LABEL not in frame.columns:
-        frame[LABEL] = None
-    return frame[[c for c in (TEXT, LABEL, FINE_LABEL) if c in frame.columns]]
-
-
-def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _as_label(value):
-    """An integral float (pandas reads an integer column with an empty cell as floats) as the int it was."""
-    if isinstance(value, (float, np.floating)) and not np.isnan(value) and float(value).is_integer():
-        return int(value)
-    return value
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _check_missing_labels(values: list, split: str, where: str) -> None:
-    """Some rows of a labelled split without a label: refused in an evaluation split (they would drop out of the
-    metrics unseen); in train they are kept as unlabelled transfer rows, and said so."""
-    missing = [row for row, value in enumerate(values) if _is_missing(value)]
-    if not missing or len(missing) == len(values):  # none, or an unlabelled split (e.g. a Hub test split)
-        return
-    rows = [row + 1 for row in missing[:10]]
-    source = where or f"split '{split}'"
-    if split != "train":
-        raise UserError(
-            f"{source} has {len(missing)} of {len(values)} rows without a label (data rows {rows}, counted from 1 "
-            "below the header): an evaluation split needs every label. Fill them in or drop those rows."
-        )
-    logger.warning(
-        "%s: %d of %d rows have no label (data rows %s): kept as unlabelled transfer text (a teacher trains "
-        "without them). Fill them in if that is a mistake.",
-        source,
-        len(missing),
-        len(values),
-        rows,
-    )
-
-
-def _encode_labels(
-    values: list, label_names: list[str], split: str, where: str = "", check_missing: bool = True
-) -> np.ndarray:
-    """Map raw labels (names or integer ids) onto 0..C-1; missing labels become UNLABELLED. `where` names the
-    file (and flag) in errors."""
-    if check_missing:
-        _check_missing_labels(values, split, where)
-    values = [_as_label(value) for value in values]
-    _check_label_types({split: values}, {split: where} if where else {}, label_names)
-    index = {name: i for i, name in enumerate(label_names)}
-    encoded = np.full(len(values), UNLABELLED, dtype=np.int64)
-    unknown = set()
-    for row, value in enumerate(values):
-        if _is_missing(value):
-            continue
-        key = str(value)
-        if key in index:
-            encoded[row] = index[key]
-        elif isinstance(value, (int, np.integer)) and 0 <= int(value) < len(label_names) and key not in index:
-            encoded[row] = int(value)
-        else:
-            unknown.add(key)
-    if unknown:
-        raise ValueError(
-            f"Split '{split}' has labels outside the label set {label_names}: {sorted(unknown)[:10]}. "
-            "Fix the data or pass --class_names with every class."
-        )
-    return encoded
-
-
-def _check_label_types(values: dict[str, list], where: dict[str, str], label_names: list[str] | None = None) -> None:
-    """Names and numbers mixed in one label column ("neg", "pos" and 1) are a typo, not a third class "1"."""
-    numbers, names, at = set(), set(), {}
-    for split, column in values.items():
-        for row, value in enumerate(column):
-            if _is_missing(value):
-                continue
-            if _is_number(value) and str(value) not in (label_names or ()):
-                numbers.add(value)
-                at.setdefault(split, []).append(row + 1)
-            elif isinstance(value, str):
-                names.add(value)
-    if not (numbers and names):
-        return
-    files = ", ".join(where.get(split, f"split '{split}'") for split in values)
-    rows = "; ".join(f"{where.get(split, split)}: data rows {found[:10]}" for split, found in at.items())
-    raise UserError(
-        f"The labels of {files} mix class names {sorted(names)[:10]} with numbers {sorted(numbers)[:10]} ({rows}): "
-        "one label column holds either names or integer ids. Write every label as a class name."
-    )
-
-
-def _infer_label_names(
-    frames: dict[str, pd.DataFrame], data_files: dict[str, str] | None = None, where: dict[str, str] | None = None
-) -> list[str]:
-    if not frames:  # no split has a label column: an unlabelled dataset
-        return []
-    where = where or {split: _file_label(split, path) for split, path in (data_files or {}).items()}
-    _check_label_types({split: [_as_label(v) for v in f[LABEL].tolist()] for split, f in frames.items()}, where)
-    labels = pd.concat([f[LABEL] for f in frames.values()]).dropna().astype(object).map(_as_label)
-    values = labels.unique().tolist()
-    if values and all(isinstance(v, (int, np.integer)) for v in values):
-        ids = sorted({int(v) for v in values})
-        if ids != list(range(len(ids))):  # a typo (5 among 0/1) would silently add classes that never occur
-            raise UserError(_non_contiguous_message(frames, ids, data_files or {}))
-        return [str(i) for i in ids]
-    return sorted(str(v) for v in values)
-
-
-def _non_contiguous_message(frames: dict[str, pd.DataFrame], ids: list[int], data_files: dict[str, str]) -> str:
-    # Values at or beyond the number of distinct ids (or negative) are the likely typos: show where they are.
-    suspects = [i for i in ids if i < 0 or i >= len(ids)]
-    parts, files = [], []
-    for split, frame in frames.items():
-        labels = frame[LABEL].dropna()
-        if labels.empty:
-            continue
-        if split in data_files and data_files[split] not in files:
-            files.append(data_files[split])
-        counts = ", ".join(f"{value}: {count}" for value, count in sorted(labels.value_counts().items())[:20])
-        rows = [int(r) + 1 for r in labels.index[labels.isin(suspects)][:5]]
-        at = f" (label {'/'.join(map(str, suspects))} in data rows {rows})" if rows else ""
-        parts.append(f"'{split}' has {counts}{at}")
-    if ids[0] < 0:  # an empty cell, not -1, marks an unlabelled row
-        gaps = f"labels {[i for i in ids if i < 0]} are negative (leave the label empty for an unlabelled row)"
-    else:
-        missing = sorted(set(range(max(ids) + 1)) - set(ids))
-        gaps = f"ids {missing[:10]} never occur, so a {max(ids) + 1}-class model would be built"
-    return (
-        f"The integer labels of {', '.join(files) or 'the dataset'} are not the class ids 0..K-1: {gaps}. "
-        f"Label counts: {'; '.join(parts)}. Fix the mislabelled rows "
-        f"(data rows count from 1 below the header), or pass --class_names with one name per id 0..{max(ids)} if "
-        "those classes are real."
-    )
 
 
 def load_text_classification(
@@ -254,15 +78,15 @@ def load_text_classification(
         description = f"offline dataset {source}: {OFFLINE_DATASET_SOURCES[source]}"
         where = {}
     elif data_files or (isinstance(source, str) and os.path.isfile(source)):
-        frames = _load_frames(source, data_files, encoding)
+        frames = load_frames(source, data_files, encoding)
         frames = {
-            split: _rename_columns(f, text_column, label_column, split, fine_label_column)
+            split: rename_columns(f, text_column, label_column, split, fine_label_column)
             for split, f in frames.items()
         }
         files = data_files or {"train": source}
-        flags = {split: _file_flag(split) if data_files else "--dataset" for split in files}
+        flags = {split: file_flag(split) if data_files else "--dataset" for split in files}
         where = {split: f"{path} ({flags[split]})" for split, path in files.items()}
-        label_names = label_names or _infer_label_names(frames, files, where)
+        label_names = label_names or infer_label_names(frames, files, where)
         description = "local files " + ", ".join(f"{split}={os.path.basename(p)}" for split, p in files.items())
     else:  # a Dataset, a DatasetDict, a save_to_disk folder or a Hub id: read through datasets, features kept
         splits, label_names = _load_native(
@@ -273,15 +97,15 @@ def load_text_classification(
     splits = {}
     for split, frame in frames.items():
         frame = frame.reset_index(drop=True)
-        _check_missing_labels(frame[LABEL].tolist(), split, where.get(split, ""))  # before any cap: file rows
+        check_missing_labels(frame[LABEL].tolist(), split, where.get(split, ""))  # before any cap: file rows
         rows = _capped_rows(len(frame), (max_examples or {}).get(split), seed)
         if rows is not None:
             frame = frame.iloc[rows].reset_index(drop=True)
         fine = None
         if FINE_LABEL in frame.columns:
             fine = ["" if v is None or v != v else str(v) for v in frame[FINE_LABEL]]
-        texts = [_as_text(t) for t in frame[TEXT]]
-        labels = _encode_labels(frame[LABEL].tolist(), label_names, split, where.get(split, ""), check_missing=False)
+        texts = [as_text(t) for t in frame[TEXT]]
+        labels = encode_labels(frame[LABEL].tolist(), label_names, split, where.get(split, ""), check_missing=False)
         splits[split] = _finish_split(split, np.arange(len(frame), dtype=np.int64), texts, labels, fine)
     return TextClassificationData(datasets.DatasetDict(splits), list(label_names), name=name, source=description)
 
@@ -316,10 +140,6 @@ def _check_source(source, data_files: dict[str, str] | None) -> None:
             f"Both a dataset ('{source}') and data files ({shown}) were given: which one is the data? Pass the files "
             "alone (--train_file/--validation_file/--test_file), or the dataset alone (--dataset)."
         )
-
-
-def _file_label(split: str, path: str) -> str:
-    return f"{path} ({_file_flag(split)})"
 
 
 def files_name(data_files: dict[str, str]) -> str:
@@ -357,7 +177,7 @@ def _capped_rows(num_rows: int, cap: int | None, seed: int) -> np.ndarray | None
     return seeded_subset(num_rows, cap, seed) if cap and cap < num_rows else None
 
 
-def _as_text(value) -> str:
+def as_text(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
@@ -420,9 +240,9 @@ def _load_native(
 ) -> tuple[datasets.DatasetDict, list[str]]:
     splits = _native_splits(source)
     for split, dataset in splits.items():
-        _check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
+        check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
     # Label names come from every split (before any cap), so that all splits share one label encoding.
-    label_names = label_names or _native_label_names(splits, label_column)
+    label_names = label_names or native_label_names(splits, label_column)
     _check_label_count(label_names)
     converted = {}
     for split, dataset in splits.items():
@@ -438,7 +258,7 @@ def _load_native(
     return datasets.DatasetDict(converted), list(label_names)
 
 
-def _column_values(dataset: datasets.Dataset, column: str) -> list:
+def column_values(dataset: datasets.Dataset, column: str) -> list:
     """A column's plain Python values in one Arrow read (iterating a Column reads row by row: minutes for 10M rows),
     whatever format (torch, numpy) the Dataset has."""
     return dataset.with_format(None)[column][:]
@@ -449,7 +269,7 @@ def _class_label(dataset: datasets.Dataset, column: str | None) -> datasets.Clas
     return feature if isinstance(feature, datasets.ClassLabel) else None
 
 
-def _native_label_names(splits: dict[str, datasets.Dataset], label_column: str | None) -> list[str]:
+def native_label_names(splits: dict[str, datasets.Dataset], label_column: str | None) -> list[str]:
     """The ClassLabel names (in id order) when the label column has them, else names inferred from the values."""
     named = {split: label.names for split, dataset in splits.items() if (label := _class_label(dataset, label_column))}
     if named:
@@ -461,11 +281,11 @@ def _native_label_names(splits: dict[str, datasets.Dataset], label_column: str |
             )
         return list(names)
     frames = {  # object dtype: integer labels with gaps (None) must stay ints, not become floats
-        split: pd.DataFrame({LABEL: pd.Series(_column_values(dataset, label_column), dtype=object)})
+        split: pd.DataFrame({LABEL: pd.Series(column_values(dataset, label_column), dtype=object)})
         for split, dataset in splits.items()
         if label_column and label_column in dataset.column_names
     }
-    return _infer_label_names(frames)
+    return infer_label_names(frames)
 
 
 def _native_labels(
@@ -473,18 +293,18 @@ def _native_labels(
 ) -> np.ndarray:
     if not label_column or label_column not in dataset.column_names:
         return np.full(len(dataset), UNLABELLED, dtype=np.int64)
-    values = _column_values(dataset, label_column)
+    values = column_values(dataset, label_column)
     class_label = _class_label(dataset, label_column)
     if class_label is not None:
         # -1 is datasets' "no label". Matched by name when the names are in the label set; otherwise by id, so
         # --class_names can rename the classes.
         by_name = set(class_label.names) <= set(label_names)
         values = [None if v is None or v < 0 else class_label.names[v] if by_name else v for v in values]
-    return _encode_labels(values, label_names, split)
+    return encode_labels(values, label_names, split)
 
 
 def _checked_example_ids(dataset: datasets.Dataset, split: str) -> np.ndarray:
-    ids = np.asarray(_column_values(dataset, EXAMPLE_ID))
+    ids = np.asarray(column_values(dataset, EXAMPLE_ID))
     if ids.dtype.kind not in "iu":
         raise UserError(
             f"Split '{split}': column '{EXAMPLE_ID}' must hold integers (found {ids.dtype}). Fix it, or remove "
@@ -514,61 +334,16 @@ def as_text_classification_split(
     Labels may be ClassLabel ids, names or integer ids. `label_names` defaults to the ClassLabel names, else to the
     sorted names or the ids 0..K-1 found in the split. `split` names the split in error messages.
     """
-    _check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
+    check_columns(dataset.column_names, len(dataset), split, text_column, label_column, fine_label_column)
     if label_names is None:
-        label_names = _native_label_names({split: dataset}, label_column)
+        label_names = native_label_names({split: dataset}, label_column)
     has_ids = EXAMPLE_ID in dataset.column_names
     ids = _checked_example_ids(dataset, split) if has_ids else np.arange(len(dataset), dtype=np.int64)
     fine = None
     if fine_label_column and fine_label_column in dataset.column_names:
-        fine = _column_values(dataset, fine_label_column)
+        fine = column_values(dataset, fine_label_column)
         if fine_class := _class_label(dataset, fine_label_column):  # the names, as a file would hold them
             fine = [None if v is None or v < 0 else fine_class.names[v] for v in fine]
         fine = ["" if v is None or v != v else str(v) for v in fine]
-    texts = [_as_text(t) for t in _column_values(dataset, text_column)]
+    texts = [as_text(t) for t in column_values(dataset, text_column)]
     return _finish_split(split, ids, texts, _native_labels(dataset, label_column, label_names, split), fine)
-
-
-def dataset_fingerprint(split: datasets.Dataset) -> str:
-    """sha256 over (example_id, text, label) of every row: a cache built on other data is refused."""
-    digest = hashlib.sha256()
-    for batch in split.iter(batch_size=4096):
-        for example_id, text, label in zip(batch[EXAMPLE_ID], batch[TEXT], batch[LABEL]):
-            digest.update(f"{example_id}\x1f{label}\x1f".encode())
-            digest.update(text.encode("utf-8", errors="replace"))
-            digest.update(b"\x1e")
-    return digest.hexdigest()
-
-
-def tokenize_split(
-    split: datasets.Dataset, tokenizer, max_length: int, text_column: str = TEXT, label_column: str | None = LABEL
-) -> datasets.Dataset:
-    """Tokenise without padding (the collator pads per batch); keep example_id, and the labels (as `labels`) when
-    the split has `label_column`. A `text_hash` column keeps what identifies each row's text, so that a trainer can
-    check the tokenised rows against the teacher cache's (hf_lelp.data.row_identity)."""
-    if text_column not in split.column_names:
-        raise KeyError(f"The split has no text column '{text_column}' (columns: {split.column_names}).")
-    has_labels = bool(label_column) and label_column in split.column_names
-    if has_labels and getattr(split.features[label_column], "dtype", None) in ("string", "large_string"):
-        raise ValueError(
-            f"Column '{label_column}' holds label names, not ids: convert the split with "
-            "hf_lelp.data.load.as_text_classification_split first."
-        )
-
-    def encode(batch):
-        encoded = tokenizer(list(batch[text_column]), truncation=True, max_length=max_length)
-        encoded[TEXT_HASH] = text_hashes(batch[text_column]).tolist()
-        if has_labels:
-            encoded["labels"] = list(batch[label_column])
-        return encoded
-
-    used = dict.fromkeys((text_column, label_column, TEXT, LABEL, FINE_LABEL))
-    dropped = [c for c in used if c in split.column_names]
-    tokenized = split.map(encode, batched=True, remove_columns=dropped, desc="Tokenising")
-    # A text that fills max_length was (almost always) cut: counted and reported, never silently.
-    truncated = sum(n >= max_length for n in map(len, tokenized["input_ids"]))
-    if truncated:
-        logger.warning(
-            "%d of %d texts reach max_length=%d tokens and were truncated.", truncated, len(split), max_length
-        )
-    return tokenized

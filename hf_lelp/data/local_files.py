@@ -11,7 +11,7 @@ import pandas as pd
 from hf_lelp.base.errors import UserError
 
 
-def _read_local(path: str, encoding: str = "utf-8", flag: str = "") -> pd.DataFrame:
+def read_local(path: str, encoding: str = "utf-8", flag: str = "") -> pd.DataFrame:
     """A local table; every problem with the file is an error that names it (and `flag`, the option that gave it)."""
     named = f"{path} ({flag})" if flag else path
     suffix = path.rsplit(".", 1)[-1].lower()
@@ -96,14 +96,14 @@ def _is_json_lines(path: str, encoding: str = "utf-8") -> bool:
         return not handle.read(1).startswith("[")
 
 
-def _load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
+def load_frames(source: str, data_files: dict[str, str] | None, encoding: str) -> dict[str, pd.DataFrame]:
     # Local files stay on pandas, not datasets' csv/json loaders: those wrap every parse error in a
     # DatasetGenerationError, need one schema for all splits (an unlabelled train file beside a labelled test file
     # fails), infer JSON types with pyarrow, and write an Arrow copy of each file under ~/.cache/huggingface.
     if data_files:
-        return {split: _read_local(path, encoding, _file_flag(split)) for split, path in data_files.items()}
-    return {"train": _read_local(source, encoding, "--dataset")}
+        return {split: read_local(path, encoding, file_flag(split)) for split, path in data_files.items()}
+    return {"train": read_local(source, encoding, "--dataset")}
 
 
-def _file_flag(split: str) -> str:
+def file_flag(split: str) -> str:
     return f"--{split}_file" if split in ("train", "validation", "test") else f"split '{split}'"

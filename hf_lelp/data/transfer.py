@@ -12,18 +12,9 @@ import os
 import datasets
 import numpy as np
 
-from hf_lelp.data.load import (
-    EXAMPLE_ID,
-    FINE_LABEL,
-    LABEL,
-    TEXT,
-    UNLABELLED,
-    TextClassificationData,
-    _as_text,
-    _column_values,
-    _read_local,
-    seeded_subset,
-)
+from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT, UNLABELLED
+from hf_lelp.data.load import TextClassificationData, as_text, column_values, seeded_subset
+from hf_lelp.data.local_files import read_local
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +24,7 @@ def read_unlabelled_texts(path: str, text_column: str = TEXT, encoding: str = "u
     if path.endswith(".txt"):
         with open(path, encoding=encoding) as handle:
             return [line.rstrip("\n") for line in handle if line.strip()]
-    frame = _read_local(path, encoding)
+    frame = read_local(path, encoding)
     if text_column not in frame.columns:
         raise KeyError(
             f"Transfer file {path} has no text column '{text_column}' (columns: {list(frame.columns)}). Pass "
@@ -60,7 +51,7 @@ def with_transfer_data(
                 f"The transfer Dataset has no text column '{text_column}' (columns: {transfer.column_names}). Pass "
                 "--text_column with the right name."
             )
-        texts = [_as_text(text) for text in _column_values(transfer, text_column)]
+        texts = [as_text(text) for text in column_values(transfer, text_column)]
         transfer = "a Dataset"  # for the messages below: it is never the 'train' split of `data`
     elif os.path.isfile(transfer):
         texts = read_unlabelled_texts(transfer, text_column, encoding)

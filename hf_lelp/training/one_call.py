@@ -25,8 +25,9 @@ from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, LABEL, TEXT
 from hf_lelp.data.label_order import check_teacher_labels
-from hf_lelp.data.load import _native_label_names, as_text_classification_split, dataset_fingerprint, tokenize_split
+from hf_lelp.data.load import as_text_classification_split, native_label_names
 from hf_lelp.data.preflight import check_max_length, position_limit
+from hf_lelp.data.tokens import dataset_fingerprint, tokenize_split
 from hf_lelp.hub.export import read_as_trained
 from hf_lelp.methods.modeling import AUXILIARY_FILES, load_student
 from hf_lelp.methods.registry import SubclassInputs
@@ -233,7 +234,7 @@ def _label_order(train, evals, label_column: str | None, teacher_names: list[str
     splits = {"train": train}
     if isinstance(evals, datasets.Dataset) and label_column in evals.column_names:
         splits["eval"] = evals
-    data_names = _native_label_names(splits, label_column) if label_column else []
+    data_names = native_label_names(splits, label_column) if label_column else []
     if teacher_names is None:
         return data_names
     return check_teacher_labels(teacher_names, data_names or teacher_names).names

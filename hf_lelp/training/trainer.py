@@ -25,7 +25,7 @@ except ImportError:
 
 from hf_lelp.base.io_utils import write_json_atomic
 from hf_lelp.cache.store import TeacherCache
-from hf_lelp.data.load import EXAMPLE_ID
+from hf_lelp.data.columns import EXAMPLE_ID
 from hf_lelp.data.row_identity import TEXT_HASH
 from hf_lelp.hub.card import run_card_context, trainer_card_context, write_model_card
 from hf_lelp.hub.output_files import fresh_save, record_files
