@@ -26,10 +26,10 @@ sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import distill  # noqa: E402
 
 from hf_lelp import build_teacher_cache, fit_projections  # noqa: E402
-from hf_lelp.cli import DataArguments  # noqa: E402
 from hf_lelp.methods.losses import lelp_targets  # noqa: E402
 from hf_lelp.methods.projections import FitOptions  # noqa: E402
-from hf_lelp.workflow import load_data  # noqa: E402
+from hf_lelp.training.arguments import DataArguments  # noqa: E402
+from hf_lelp.training.job_data import load_data  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "recipes", "configs", "distill_rotten_tomatoes.yaml")
 TEACHER = os.path.join(ROOT, "runs", "demo", "teacher")

@@ -26,8 +26,8 @@ from benchmarks.harness.machine import machine_info  # noqa: E402
 from benchmarks.harness.prepare import PreparedDataset  # noqa: E402
 from benchmarks.harness.student_job import distill_student  # noqa: E402
 from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
-from hf_lelp.cli import DataArguments, ModelArguments  # noqa: E402
 from hf_lelp.methods.registry import get_method, registered_methods  # noqa: E402
+from hf_lelp.training.arguments import DataArguments, ModelArguments  # noqa: E402
 
 # The demo config's training settings (recipes/configs/distill_rotten_tomatoes.yaml), for every method.
 DEMO_SETTINGS = {"learning_rate": 3e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32}

@@ -33,21 +33,22 @@ from hf_lelp.base.errors import DEBUG_FLAG, EXIT_CODE, run_cli
 from hf_lelp.base.extras import require
 from hf_lelp.base.version import __version__
 from hf_lelp.cache.store import TeacherCache
-from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.data.assets import OFFLINE_MODELS
 from hf_lelp.data.columns import EXAMPLE_ID, TEXT
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.data.offline_datasets import OFFLINE_PACKAGES
 from hf_lelp.data.split_assets import SPLIT_MODELS
 from hf_lelp.data.tokens import dataset_fingerprint
-from hf_lelp.example_configs import example_config, resolve_config_argument
+from hf_lelp.example_configs import accelerate_config, example_config, resolve_config_argument
 from hf_lelp.explore.report import write_report
-from hf_lelp.launch import accelerate_config
 from hf_lelp.methods.projections import GROUPINGS, FitOptions, SubclassProjections, load_or_fit_projections
 from hf_lelp.teacher import RESULTS_FILE, TeacherArguments
 from hf_lelp.teacher import main as teacher_main
+from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config, setup_logging
 from hf_lelp.training.config import LELPConfig
-from hf_lelp.workflow import ensure_teacher_cache, load_data, run_distillation
+from hf_lelp.training.job_cache import ensure_teacher_cache
+from hf_lelp.training.job_data import load_data
+from hf_lelp.workflow import run_distillation
 
 PROG = "hf-lelp"
 CONFIG_USAGE = "{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"
@@ -372,8 +373,8 @@ SUBCOMMANDS = {
 }
 ALIASES = {"cache-teacher": "cache", "distil": "distill"}
 GROUP_TITLES = {
-    DataArguments: "data (hf_lelp.cli.DataArguments)",
-    ModelArguments: "teacher, student and cache (hf_lelp.cli.ModelArguments)",
+    DataArguments: "data (hf_lelp.training.arguments.DataArguments)",
+    ModelArguments: "teacher, student and cache (hf_lelp.training.arguments.ModelArguments)",
     TeacherArguments: "teacher (hf_lelp.teacher.TeacherArguments)",
     LELPConfig: "LELP (hf_lelp.LELPConfig)",
     TrainingArguments: "Trainer (transformers.TrainingArguments)",

@@ -1,25 +1,51 @@
-"""The example configs shipped with the package: `hf-lelp train-teacher teacher_rotten_tomatoes` works anywhere.
+"""The configs shipped with the package: the examples (`hf-lelp train-teacher teacher_rotten_tomatoes` works
+anywhere, `hf-lelp example-config`) and the accelerate configs (`hf-lelp accelerate-config`).
 
-The files live once, in the repository's recipes/configs/, which the wheel installs as the package-data folder
-hf_lelp/configs/ (pyproject.toml); a checkout (plain or `pip install -e .`) reads them from recipes/configs/.
+The files live once, in the repository's recipes/configs/ and recipes/accelerate_configs/, which the wheel installs as
+the package-data folders hf_lelp/configs/ and hf_lelp/accelerate_configs/ (pyproject.toml); a checkout (plain or
+`pip install -e .`) reads them from recipes/.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.resources
 import os
+import shlex
 import shutil
 from pathlib import Path
 
 from hf_lelp.base.errors import UserError
+from hf_lelp.training.launch import CPU_CONFIG
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def config_folder() -> Path:
-    packaged = Path(str(importlib.resources.files(__package__) / "configs"))
-    checkout = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+def shipped_folder(name: str) -> Path:
+    """hf_lelp/<name>/ of the wheel (package data, pyproject.toml), else the checkout's recipes/<name>/."""
+    packaged = Path(str(importlib.resources.files("hf_lelp") / name))
+    checkout = Path(__file__).resolve().parents[1] / "recipes" / name
     return packaged if packaged.is_dir() else checkout
+
+
+def config_folder() -> Path:
+    return shipped_folder("configs")
+
+
+def accelerate_config_folder() -> Path:
+    return shipped_folder("accelerate_configs")
+
+
+def show_or_write(path: Path, write: str | None) -> str | None:
+    """Print a shipped file (returns its text), or copy it to `write`, never over an existing file (returns None)."""
+    if not write:
+        text = path.read_text(encoding="utf-8")
+        print(text, end="")
+        return text
+    if os.path.exists(write):
+        raise UserError(f"--write {write} exists already: pass another path, or remove it first.")
+    shutil.copyfile(path, write)
+    return None
 
 
 def example_names() -> list[str]:
@@ -91,14 +117,41 @@ def example_config(argv: list[str] | None = None) -> str:
             f"No example config named '{options.name}'. hf-lelp ships: {', '.join(example_names())} "
             "(`hf-lelp example-config` lists them)."
         )
-    if not options.write:
-        text = path.read_text(encoding="utf-8")
-        print(text, end="")
-        return text
-    if os.path.exists(options.write):
-        raise UserError(f"--write {options.write} exists already: pass another path, or remove it first.")
-    shutil.copyfile(path, options.write)
+    shown = show_or_write(path, options.write)
+    if shown is not None:
+        return shown
     print(
         f"wrote {options.write} (the example '{path.stem}'); run it: hf-lelp {command_for(path.stem)} {options.write}"
+    )
+    return options.write
+
+
+def accelerate_config_names() -> list[str]:
+    return sorted(path.stem for path in accelerate_config_folder().glob("*.yaml"))
+
+
+def accelerate_config(argv: list[str] | None = None) -> str:
+    """Print a shipped accelerate config (default: cpu_2proc, two CPU processes), or --write it to a file."""
+    parser = argparse.ArgumentParser(prog="hf-lelp accelerate-config", description=accelerate_config.__doc__)
+    parser.add_argument("name", nargs="?", default=CPU_CONFIG, help=f"One of: {', '.join(accelerate_config_names())}.")
+    parser.add_argument("--write", metavar="PATH", help="Write the config to PATH (never over an existing file).")
+    parser.add_argument("--list", action="store_true", help="List the shipped configs.")
+    options = parser.parse_args(argv)
+    if options.list:
+        print("\n".join(accelerate_config_names()))
+        return ""
+    path = accelerate_config_folder() / f"{options.name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise UserError(
+            f"No accelerate config named '{options.name}'. hf-lelp ships: {', '.join(accelerate_config_names())} "
+            "(`hf-lelp accelerate-config --list`)."
+        )
+    shown = show_or_write(path, options.write)
+    if shown is not None:
+        return shown
+    cpu = " --use_cpu true" if path.stem.startswith("cpu") else ""
+    print(
+        f"wrote {options.write}; run: accelerate launch --config_file {shlex.quote(options.write)} "
+        f"-m hf_lelp.commands distill CONFIG.yaml{cpu}"
     )
     return options.write

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from hf_lelp.base.io_utils import write_json_atomic
-from hf_lelp.cli import DataArguments, parse_with_config, setup_logging
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import LABEL
 from hf_lelp.data.load import data_summary
 from hf_lelp.data.preflight import check_models
 from hf_lelp.hub.export import read_as_trained
 from hf_lelp.methods.modeling import load_student
+from hf_lelp.training.arguments import DataArguments, parse_with_config, setup_logging
+from hf_lelp.training.job_data import load_data
 from hf_lelp.training.metrics import build_compute_metrics
-from hf_lelp.workflow import load_data
 
 RESULTS_FILE = "teacher_results.json"
 
@@ -81,7 +81,7 @@ def train_teacher(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """`[CONFIG.yaml] [--flag value ...]`: the data options of hf_lelp.cli, TeacherArguments, TrainingArguments."""
+    """`[CONFIG.yaml] [--flag value ...]`: DataArguments, TeacherArguments, TrainingArguments."""
     data_args, teacher_args, args = parse_with_config((DataArguments, TeacherArguments, TrainingArguments), argv)
     setup_logging(args.should_log)  # the "Data: ..." line says what the teacher trains on
     results = train_teacher(data_args, teacher_args, args)

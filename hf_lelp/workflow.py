@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import gc
-import hashlib
 import json
 import logging
 import os
@@ -13,248 +10,39 @@ import time
 from contextlib import nullcontext
 
 import numpy as np
-from accelerate import Accelerator
 from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
     set_seed,
 )
 
-from hf_lelp.base.errors import StateError, UserError
+from hf_lelp.base.errors import UserError
 from hf_lelp.base.io_utils import read_json, write_json_atomic
 from hf_lelp.base.locks import exclusive_folder
-from hf_lelp.cache.store import TeacherCache
-from hf_lelp.cache.teacher_pass import build_teacher_cache
-from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.assets import resolve_model
-from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL, TEXT
-from hf_lelp.data.label_order import align_to_teacher, check_teacher_labels  # noqa: F401 (check_teacher_labels: re-export)
-from hf_lelp.data.load import TextClassificationData, data_summary, load_text_classification
-from hf_lelp.data.preflight import check_max_length, check_models
+from hf_lelp.data.columns import TEXT
+from hf_lelp.data.load import data_summary
+from hf_lelp.data.preflight import check_models
 from hf_lelp.data.tokens import tokenize_split
-from hf_lelp.data.transfer import carve_validation, with_transfer_data
 from hf_lelp.hub.card import static_card_context
 from hf_lelp.hub.export import base_overrides, measure_export, read_as_trained
 from hf_lelp.hub.output_files import foreign_model_files
-from hf_lelp.launch import warn_if_fewer_processes
-from hf_lelp.methods.modeling import apply_lora, load_student, parameter_counts
-from hf_lelp.methods.registry import SubclassInputs
-from hf_lelp.training.autotune import candidate_grid, successive_halving
+from hf_lelp.methods.modeling import parameter_counts
+from hf_lelp.training.arguments import DataArguments, ModelArguments
+from hf_lelp.training.autotune import choose_hparams_automatically
+from hf_lelp.training.builder import build_student, build_subclasses
 from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.job_cache import check_process_group, ensure_teacher_cache
+from hf_lelp.training.job_data import (
+    align_data_to_teacher,
+    check_eval_split,
+    check_labels_for_method,
+    load_data,
+    selection_split,
+    split_roles,
+)
 from hf_lelp.training.metrics import build_compute_metrics
-from hf_lelp.training.trainer import LELPTrainer
+from hf_lelp.training.trainer import text_trainer
 
 logger = logging.getLogger(__name__)
-
-
-def load_data(data_args: DataArguments) -> TextClassificationData:
-    """The run's data as the flags say (files win: --dataset beside them is an error), logged in one line."""
-    data = load_text_classification(
-        data_args.source(),
-        text_column=data_args.text_column,
-        label_column=data_args.label_column or None,
-        label_names=data_args.class_names,
-        data_files=data_args.data_files(),
-        max_examples=data_args.caps(),
-        encoding=data_args.encoding,
-        seed=data_args.subset_seed,
-        fine_label_column=data_args.fine_label_column,
-    )
-    if data_args.validation_from_train:
-        data = carve_validation(data, data_args.validation_from_train, data_args.subset_seed)
-    if data_args.transfer_data:
-        data = with_transfer_data(
-            data,
-            data_args.transfer_data,
-            data_args.text_column,
-            data_args.encoding,
-            data_args.max_transfer_examples,
-            data_args.subset_seed,
-        )
-    if "train" not in data.splits:
-        raise KeyError(f"Dataset '{data_args.data_name()}' has no 'train' split (splits: {list(data.splits)}).")
-    log_data(data)
-    train_labels = set(data.splits["train"]["label"])
-    for split, rows in data.splits.items():
-        unseen = sorted(set(rows["label"]) - train_labels - {-1})
-        if unseen and split != "train" and train_labels != {-1}:  # an unlabelled transfer set has no classes
-            logger.warning(
-                "Split '%s' has classes absent from train: %s (a student cannot learn them).",
-                split,
-                [data.label_names[i] for i in unseen],
-            )
-    return data
-
-
-def log_data(data: TextClassificationData) -> None:
-    """One line that says what the run trains on: source, rows, class names."""
-    summary = data_summary(data)
-    logger.info(
-        "Data: %s; train: %d rows (%d labelled); splits %s; %d classes %s.",
-        summary["data_source"],
-        summary["train_examples"],
-        summary["labelled_train_examples"],
-        summary["split_examples"],
-        len(summary["class_names"]),
-        summary["class_names"],
-    )
-
-
-def check_labels_for_method(data: TextClassificationData, args: LELPConfig) -> None:
-    """Fail before any work when the method needs labels that the transfer set does not have."""
-    labelled = any(label >= 0 for label in data.splits["train"]["label"])
-    if labelled:
-        return
-    method = args.method_spec
-    if method.needs_labels:
-        raise ValueError(
-            f"--method {args.method} {method.needs_labels}, but the transfer set has none: use --method lelp or kd."
-        )
-    if args.hard_label_weight > 0:
-        raise ValueError(
-            "--hard_label_weight > 0 needs labels, but the transfer set has none: set it to 0 (as the paper does)."
-        )
-    if method.subclass_source is not None and args.grouping == "label":
-        raise ValueError(
-            "The transfer set is unlabelled: pass --grouping prediction (per-class PCA over the "
-            "teacher's predicted classes)."
-        )
-
-
-def mixed_precision(args: LELPConfig) -> str:
-    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-
-
-def check_process_group(args: LELPConfig) -> None:
-    """Refuse processes that were launched together but did not join one group (they would race on files); say so
-    when `accelerate launch` was asked for more processes than it started."""
-    warn_if_fewer_processes(args.world_size)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and args.world_size != launched:
-        raise StateError(
-            f"{launched} processes were launched but each runs alone (world size {args.world_size}). On a machine "
-            "without GPUs pass --use_cpu true so that they join one gloo process group."
-        )
-
-
-def ensure_teacher_cache(
-    data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig
-) -> TeacherCache:
-    """Open the cache when it matches this run, else run the teacher once (data-parallel across processes)."""
-    check_process_group(args)
-    if not model_args.teacher:
-        raise ValueError(
-            f"--method {args.method} needs --teacher (a fine-tuned classifier folder or Hub id; train one with "
-            "`hf-lelp train-teacher`)."
-        )
-    cache_dir = model_args.cache_dir or default_cache_dir(data_args, model_args)
-    teacher_path = resolve_model(model_args.teacher)
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
-    data = align_to_teacher(data, teacher.config)  # a no-op for distill, which aligned its data first
-    check_max_length(data_args.max_length, {f"--teacher {model_args.teacher}": teacher.config})
-    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
-    building = not os.path.isfile(os.path.join(cache_dir, "meta.json"))
-    # Two runs building one cache would race on its shards: the main process holds the folder while it builds.
-    holding = exclusive_folder(cache_dir, "teacher cache") if building and args.process_index == 0 else nullcontext()
-    with holding:
-        cache = _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, args)
-    del teacher  # the teacher is never in memory while the student trains
-    gc.collect()
-    return cache
-
-
-def _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, args) -> TeacherCache:
-    return build_teacher_cache(
-        teacher,
-        tokenizer,
-        data.splits["train"],
-        cache_dir,
-        label_names=data.label_names,
-        max_length=data_args.max_length,
-        batch_size=model_args.teacher_batch_size,
-        dtype=model_args.cache_dtype,
-        shard_size=model_args.cache_shard_size,
-        teacher_name=model_args.teacher,
-        dataset_name=data.name,
-        head_module=model_args.teacher_head_module,
-        accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
-    )
-
-
-def default_cache_dir(data_args: DataArguments, model_args: ModelArguments) -> str:
-    """Where a cache lives when --cache_dir is not given: never inside output_dir (which is what gets published),
-    but under $HF_LELP_CACHE (default ~/.cache/hf_lelp), keyed by the teacher, the data and the cache options."""
-    teacher = resolve_model(model_args.teacher)
-    key = {
-        "teacher": os.path.abspath(teacher) if os.path.exists(teacher) else teacher,
-        "dataset": data_args.source(),
-        "files": {k: os.path.abspath(v) for k, v in (data_args.data_files() or {}).items()},
-        "transfer": data_args.transfer_data and os.path.abspath(data_args.transfer_data),
-        "caps": [data_args.caps(), data_args.max_transfer_examples, data_args.subset_seed],
-        "validation_from_train": data_args.validation_from_train,
-        "text": [data_args.text_column, data_args.label_column, data_args.class_names],
-        "cache": [data_args.max_length, model_args.cache_dtype, model_args.teacher_head_module],
-    }
-    return teacher_cache_folder(teacher, key)
-
-
-def teacher_cache_folder(teacher: str, key: dict) -> str:
-    """$HF_LELP_CACHE/teacher_caches/<teacher>-<hash of key>: the default cache folder of the CLI and of the
-    one-call Python API (hf_lelp.training.one_call), which keys it by content."""
-    home = os.environ.get("HF_LELP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hf_lelp")
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    name = os.path.basename(os.path.normpath(teacher)) or "teacher"
-    return os.path.join(home, "teacher_caches", f"{name}-{digest}")
-
-
-def align_data_to_teacher(data: TextClassificationData, model_args: ModelArguments) -> TextClassificationData:
-    """The data with its label ids in the order of --teacher's outputs (matched by name; see label_order.py), read
-    from the teacher's config alone, so that the student, the cache and every split agree before any work."""
-    if not model_args.teacher:
-        return data  # ensure_teacher_cache says that the method needs one
-    return align_to_teacher(data, AutoConfig.from_pretrained(resolve_model(model_args.teacher)))
-
-
-def build_subclasses(cache: TeacherCache, data: TextClassificationData, model_args: ModelArguments, args: LELPConfig):
-    """The pseudo-subclass source of a subclass method, built as its registry entry says (projections are saved
-    beside the cache, or at --projections_path, and reused by the next run)."""
-    train = data.splits["train"]
-    fine = dict(zip(train[EXAMPLE_ID], train[FINE_LABEL])) if FINE_LABEL in train.column_names else None
-    inputs = SubclassInputs(cache, args, fine, save=True, projections_path=model_args.projections_path)
-    return args.method_spec.subclass_source(inputs)
-
-
-def build_student(
-    data: TextClassificationData,
-    model_args: ModelArguments,
-    args: LELPConfig,
-    subclasses=None,
-    teacher_size: int | None = None,
-):
-    """The student model (with the subclass head / FitNet regressor its method needs, wrapped with LoRA on
-    request) and its tokenizer."""
-    student_path = resolve_model(model_args.student)
-    student = load_student(student_path, data.label_names, model_args.student_num_layers)
-    attach_training_modules(student, data.num_labels, args, subclasses, teacher_size)
-    if model_args.use_peft:
-        student = apply_lora(
-            student,
-            data.num_labels,
-            model_args.lora_r,
-            model_args.lora_alpha,
-            model_args.lora_dropout,
-            model_args.lora_target_modules,
-        )
-    return student, AutoTokenizer.from_pretrained(student_path)
-
-
-def attach_training_modules(student, num_labels: int, args: LELPConfig, subclasses=None, teacher_size=None) -> None:
-    """Add the layers only training uses (never exported), as the method's registry entry lists them: the
-    subclass head (S·K columns per class), FitNet's regressor."""
-    for attach in args.method_spec.training_modules:
-        attach(student, num_labels, args, subclasses, teacher_size)
 
 
 def load_baselines(paths: list[str], split: str) -> list[dict]:
@@ -270,129 +58,6 @@ def load_baselines(paths: list[str], split: str) -> list[dict]:
             }
         )
     return rows
-
-
-def text_trainer(student, args, tokenizer, data, cache, subclasses, train_set, **extra) -> LELPTrainer:
-    """An LELPTrainer for a tokenised text student (the main run and every --auto_hparams candidate)."""
-    extra.setdefault("compute_metrics", build_compute_metrics(data.num_labels))
-    return LELPTrainer(
-        model=student,
-        args=args,
-        teacher_cache=cache,
-        projections=subclasses,
-        train_dataset=train_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        **extra,
-    )
-
-
-def choose_hparams_automatically(
-    data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig, cache
-) -> tuple[LELPConfig, dict]:
-    """--auto_hparams: successive halving over (S, β) on the validation split. Returns new arguments with the
-    chosen S and β (`args` itself is left as given) and the sweep for the card."""
-    if "validation" not in data.splits or not any(y >= 0 for y in data.splits["validation"]["label"]):
-        raise ValueError(
-            "--auto_hparams needs a labelled 'validation' split: pass --validation_file, or --validation_from_train N "
-            "to carve N labelled train examples into one (never the test split)."
-        )
-    candidates = candidate_grid(
-        args.auto_num_subclasses, args.auto_subclass_temperatures, cache.hidden_size - cache.num_labels
-    )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_args.student))
-    train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
-    validation = tokenize_split(data.splits["validation"], tokenizer, data_args.max_length)
-
-    def evaluate(candidate: dict, epochs: float) -> dict:
-        trial = copy.copy(args)
-        for key, value in {**candidate, "num_train_epochs": epochs, "auto_hparams": False}.items():
-            setattr(trial, key, value)
-        trial.output_dir = os.path.join(args.output_dir, "auto_hparams")
-        trial.save_strategy, trial.push_to_hub, trial.eval_strategy = "no", False, "no"
-        set_seed(args.seed)
-        subclasses = build_subclasses(cache, data, model_args, trial)
-        student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size)
-        trainer = text_trainer(student, trial, tokenizer, data, cache, subclasses, train_set)
-        trainer.train()
-        metrics = trainer.evaluate(validation, metric_key_prefix="validation")
-        del trainer, student
-        gc.collect()
-        return {"accuracy": metrics["validation_accuracy"], "macro_f1": metrics["validation_macro_f1"]}
-
-    result = successive_halving(candidates, evaluate, args.auto_budget_epochs, keep=args.auto_keep)
-    logger.info("--auto_hparams chose %s", result.chosen)
-    # A new object (validated again), so one LELPConfig never means two runs' S.
-    chosen = dataclasses.replace(
-        args,
-        num_subclasses=result.chosen["num_subclasses"],
-        subclass_temperature=result.chosen["subclass_temperature"],
-    )
-    return chosen, result.as_dict()
-
-
-def check_eval_split(data: TextClassificationData, data_args: DataArguments) -> None:
-    if data_args.eval_split and data_args.eval_split not in data.splits:
-        raise ValueError(
-            f"--eval_split '{data_args.eval_split}' is not a split of {data_args.data_name()} (splits: "
-            f"{sorted(data.splits)}). Pass one of them, add the file with --test_file/--validation_file, or pass "
-            "--eval_split '' to train without a final evaluation."
-        )
-
-
-def selection_split(data: TextClassificationData, data_args: DataArguments, args: LELPConfig) -> str | None:
-    """The split the Trainer evaluates during training (eval_strategy, load_best_model_at_end): a labelled
-    `validation` split (the data's own, or carved from train by --validation_from_train), never the reported one."""
-    selects = args.eval_strategy != "no" or args.load_best_model_at_end
-    labelled = "validation" in data.splits and any(y >= 0 for y in data.splits["validation"]["label"])
-    if selects and not labelled:
-        raise ValueError(
-            f"--eval_strategy {getattr(args.eval_strategy, 'value', args.eval_strategy)} / --load_best_model_at_end "
-            "evaluate during training, which needs a "
-            "labelled 'validation' split (model selection on the reported split would overstate its metrics): pass "
-            "--validation_file, or --validation_from_train N to carve N seeded train examples into one."
-        )
-    if selects and data_args.eval_split == "validation":
-        raise ValueError(
-            "--eval_split validation is also the model-selection split: report on a split that played no part in "
-            "training (e.g. --eval_split test), or set --eval_strategy no."
-        )
-    return "validation" if selects else None
-
-
-def split_roles(data: TextClassificationData, data_args: DataArguments, args: LELPConfig, selection: str | None):
-    """What each split did in this run, from the run's facts (written into the model card)."""
-    roles = {"train": "training (the distillation transfer set)" if args.uses_teacher else "training"}
-    if data_args.transfer_data:
-        roles["train"] = f"training: unlabelled transfer text from {os.path.basename(data_args.transfer_data)}"
-    uses = []
-    if selection:
-        strategy = getattr(args.eval_strategy, "value", args.eval_strategy)  # an IntervalStrategy enum
-        uses.append(f"evaluated every {strategy}" if strategy != "no" else "evaluated")
-        if args.load_best_model_at_end:
-            uses.append(f"best checkpoint chosen by {args.metric_for_best_model or 'loss'}")
-    if args.auto_hparams:
-        uses.append("S and β chosen by --auto_hparams")
-    if "validation" in data.splits:
-        roles["validation"] = "model selection: " + "; ".join(uses) if uses else "not used"
-    if data_args.eval_split:
-        roles[data_args.eval_split] = reported_role(data_args.eval_split, roles.get(data_args.eval_split))
-    for name in data.splits:
-        roles.setdefault(name, "not used")
-    return {name: {"role": role, "examples": len(data.splits[name])} for name, role in roles.items()}
-
-
-def reported_role(split: str, earlier: str | None) -> str:
-    """The reported split's role; a split that also trained or chose something is said to be no held-out estimate."""
-    if earlier in (None, "not used"):
-        return "reported once, after training; never used for any choice"
-    logger.warning(
-        "--eval_split %s is also used for %s: its reported metrics are not a held-out estimate. Report on a split "
-        "that played no part in the run (e.g. --eval_split test) for one.",
-        split,
-        earlier,
-    )
-    return f"{earlier}; also reported after training, so its metrics are not a held-out estimate"
 
 
 def _same_or_inside(path: str, folder: str) -> bool:

@@ -5,8 +5,8 @@
     hf-lelp distill recipes/configs/distill_rotten_tomatoes.yaml [--flag value ...]   # the same job, installed
 
 Every TrainingArguments flag works (YAML keys or CLI flags; CLI flags override the file), plus the LELP options of
-LELPConfig and the data/model options of hf_lelp.cli. The teacher runs once (when its cache is missing) and never
-while the student trains.
+LELPConfig and the data/model options of DataArguments and ModelArguments. The teacher runs once (when its cache is
+missing) and never while the student trains.
 """
 
 from __future__ import annotations

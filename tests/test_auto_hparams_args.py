@@ -5,9 +5,9 @@ import numpy as np
 
 from conftest import make_texts, save_tiny_model, synthetic_cache
 from hf_lelp import LELPConfig
-from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.load import TextClassificationData
-from hf_lelp.workflow import choose_hparams_automatically
+from hf_lelp.training.arguments import DataArguments, ModelArguments
+from hf_lelp.training.autotune import choose_hparams_automatically
 
 
 def test_auto_hparams_returns_new_arguments_and_leaves_the_given_ones_alone(tmp_path):

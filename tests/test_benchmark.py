@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.harness.machine import describe
-from benchmarks.harness.report import LEGACY_MACHINE_NOTE, method_stats, write_report
+from benchmarks.harness.method_stats import method_stats
+from benchmarks.harness.report import LEGACY_MACHINE_NOTE, write_report
 from benchmarks.harness.search import SearchSpace, select
 from conftest import ROOT, make_texts, run, save_tiny_model
 from hf_lelp.training.config import METHODS

@@ -21,14 +21,14 @@ from chromium import chromium_binary
 
 from conftest import ROOT, make_texts, run, save_tiny_model, synthetic_fingerprint
 from hf_lelp.cache.writer import write_cache
-from hf_lelp.explore.report import (
+from hf_lelp.explore.agreement import (
     adjusted_mutual_info,
     contingency_table,
     expected_mutual_info,
     mutual_info,
     purity,
-    write_report,
 )
+from hf_lelp.explore.report import write_report
 from hf_lelp.methods.projections import FitOptions, fit_projections
 
 N, D, S = 600, 16, 2

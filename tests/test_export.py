@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 from conftest import ROOT
-from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.hub.card import render_model_card, static_card_context
+from hf_lelp.training.arguments import DataArguments, ModelArguments
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import distill  # noqa: E402

@@ -207,7 +207,7 @@ def test_student_with_a_different_tokenizer_trains_from_the_teacher_cache(tmp_pa
 
 @pytest.mark.bad_input
 def test_unlabelled_transfer_set_refuses_label_dependent_options(tmp_path):
-    from hf_lelp.workflow import check_labels_for_method
+    from hf_lelp.training.job_data import check_labels_for_method
 
     frame = pd.DataFrame({"text": ["a good one", "a bad one"]})
     frame.to_csv(tmp_path / "raw.csv", index=False)
@@ -226,7 +226,7 @@ def test_unlabelled_transfer_set_refuses_label_dependent_options(tmp_path):
 
 @pytest.mark.bad_input
 def test_cache_refuses_teacher_with_other_classes(tmp_path):
-    from hf_lelp.workflow import check_teacher_labels
+    from hf_lelp.data.label_order import check_teacher_labels
 
     teacher = tiny_bert(2)
     teacher.config.id2label = {0: "pos", 1: "neg"}
@@ -241,8 +241,8 @@ def test_cache_refuses_teacher_with_other_classes(tmp_path):
 
 @pytest.mark.bad_input
 def test_class_present_in_eval_but_absent_from_train_is_reported_and_refused_by_the_fit(tmp_path, caplog):
-    from hf_lelp.cli import DataArguments
-    from hf_lelp.workflow import load_data
+    from hf_lelp.training.arguments import DataArguments
+    from hf_lelp.training.job_data import load_data
 
     pd.DataFrame({"text": ["good", "fine", "great"], "label": ["pos", "pos", "pos"]}).to_csv(tmp_path / "train.csv")
     pd.DataFrame({"text": ["bad", "good"], "label": ["neg", "pos"]}).to_csv(tmp_path / "test.csv")

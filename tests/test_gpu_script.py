@@ -50,7 +50,7 @@ def code_lines(path: str) -> list[str]:
 def distill_parser():
     from transformers import HfArgumentParser
 
-    from hf_lelp.cli import DataArguments, ModelArguments
+    from hf_lelp.training.arguments import DataArguments, ModelArguments
     from hf_lelp.training.config import LELPConfig
 
     return HfArgumentParser((DataArguments, ModelArguments, LELPConfig))
@@ -66,7 +66,7 @@ def flags(argv: list[str]) -> list[str]:
 
 def parse_distill(argv: list[str]):
     """recipes/distill.py's own parsing (config file first, then flags), on the CPU: bf16 needs --use_cpu here."""
-    from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
+    from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config
     from hf_lelp.training.config import LELPConfig
 
     return parse_with_config((DataArguments, ModelArguments, LELPConfig), [*argv, "--use_cpu", "true"])
@@ -132,8 +132,8 @@ def test_distributed_commands_use_real_accelerate_and_distill_flags(steps, tmp_p
     assert steps.DIST_FINAL_STEP % steps.DIST_SAVE_STEPS == 0
     from transformers import HfArgumentParser, TrainingArguments
 
-    from hf_lelp.cli import DataArguments
     from hf_lelp.teacher import TeacherArguments
+    from hf_lelp.training.arguments import DataArguments
 
     teacher_parser = HfArgumentParser((DataArguments, TeacherArguments, TrainingArguments))
     teacher_parser.parse_yaml_file(project["teacher_config"], allow_extra_keys=False)
@@ -142,8 +142,8 @@ def test_distributed_commands_use_real_accelerate_and_distill_flags(steps, tmp_p
 def test_track_commands_use_real_recipe_flags(steps):
     from transformers import HfArgumentParser, TrainingArguments
 
-    from hf_lelp.cli import DataArguments
     from hf_lelp.teacher import TeacherArguments
+    from hf_lelp.training.arguments import DataArguments
 
     teacher_parser = HfArgumentParser((DataArguments, TeacherArguments, TrainingArguments))
     argv = steps.teacher_argv("all-MiniLM-L6-v2", 5e-5, f"{WORK}/track/teacher")

@@ -16,11 +16,11 @@ from transformers import DataCollatorWithPadding, TrainingArguments
 from conftest import ROOT, make_texts, make_tokenizer, save_tiny_model, tiny_bert
 from hf_lelp import commands
 from hf_lelp.base import extras
-from hf_lelp.cli import DataArguments, ModelArguments
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.example_configs import config_folder, example_names
 from hf_lelp.hub.card import render_model_card, run_card_context, static_card_context
+from hf_lelp.training.arguments import DataArguments, ModelArguments
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.trainer import LELPTrainer
 

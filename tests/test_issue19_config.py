@@ -19,11 +19,12 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, pipeline
 from conftest import ROOT, make_split, make_texts, make_tokenizer, save_tiny_model, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
 from hf_lelp.base.errors import UserError
-from hf_lelp.cli import DataArguments, ModelArguments, parse_with_config
 from hf_lelp.commands import main
 from hf_lelp.data.tokens import tokenize_split
-from hf_lelp.launch import config_folder, requested_processes
+from hf_lelp.example_configs import accelerate_config_folder
 from hf_lelp.methods.projections import FitOptions
+from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config
+from hf_lelp.training.launch import requested_processes
 
 NAMES = ["neg", "pos"]
 MAX_LENGTH = 8  # tokens, [CLS] and [SEP] included: the long texts below have 14
@@ -307,7 +308,7 @@ def test_the_cpu_accelerate_config_ships_with_the_package(tmp_path, capsys):
     recipe = os.path.join(ROOT, "recipes", "accelerate_configs", "cpu_2proc.yaml")
     with open(recipe, encoding="utf-8") as handle:
         expected = handle.read()
-    assert os.path.samefile(config_folder() / "cpu_2proc.yaml", recipe)  # one file, shipped as package data
+    assert os.path.samefile(accelerate_config_folder() / "cpu_2proc.yaml", recipe)  # one file, shipped as package data
     main(["accelerate-config"])
     assert capsys.readouterr().out == expected
     target = tmp_path / "cpu.yaml"

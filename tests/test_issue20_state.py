@@ -19,10 +19,11 @@ import transformers.trainer_utils
 from test_publishing import hub  # noqa: F401 (the stand-in Hub fixture)
 
 from conftest import ROOT, make_texts, save_tiny_model
-from hf_lelp import commands, workflow
+from hf_lelp import commands
 from hf_lelp.base import locks
 from hf_lelp.base.locks import LOCK_FILE, FolderInUseError, exclusive_folder
 from hf_lelp.hub.publish import UnsafePushError, scan
+from hf_lelp.training import job_cache
 from hf_lelp.training.resume import CHECKPOINT_MARKER
 
 pytestmark = pytest.mark.slow
@@ -106,7 +107,7 @@ def test_lock_files_hold_no_token_are_owner_only_and_removed_at_the_end(project,
     argv += ["--cache_dir", str(cache), f"--hub_token={SECRET}", "--num_train_epochs", "1"]
     monkeypatch.setattr(sys, "argv", argv)
     seen = {}
-    build = workflow._build_cache
+    build = job_cache._build_cache
 
     def build_and_look(*args, **kwargs):  # both folders are held while the teacher pass runs
         for folder in (out, cache):
@@ -114,7 +115,7 @@ def test_lock_files_hold_no_token_are_owner_only_and_removed_at_the_end(project,
             seen[folder.name] = (lock.read_text(), stat.S_IMODE(lock.stat().st_mode))
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(workflow, "_build_cache", build_and_look)
+    monkeypatch.setattr(job_cache, "_build_cache", build_and_look)
     commands.main(argv[1:])
     for name, (content, mode) in seen.items():
         assert SECRET not in content and "--hub_token=<masked>" in content, (name, content)

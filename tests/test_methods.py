@@ -27,18 +27,17 @@ from hf_lelp.methods.losses import (
 from hf_lelp.methods.projections import FitOptions, fit_projections
 from hf_lelp.methods.registry import (
     BUILTIN_METHODS,
-    LossInputs,
     Method,
-    SubclassInputs,
-    feature_regressor,
     get_method,
     register_method,
     registered_methods,
     unregister_method,
 )
+from hf_lelp.methods.sources import SubclassInputs
 from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
+from hf_lelp.methods.terms import LossInputs, feature_regressor
+from hf_lelp.training.builder import attach_training_modules
 from hf_lelp.training.config import METHODS, SUBCLASS_METHODS
-from hf_lelp.workflow import attach_training_modules
 
 
 def test_fitnet_hand_value():
@@ -360,10 +359,10 @@ def test_a_random_ensemble_records_s_and_k_apart(tmp_path):
 def test_the_workflow_builds_each_source_as_its_entry_says(tmp_path):
     import datasets
 
-    from hf_lelp.cli import ModelArguments
     from hf_lelp.data.columns import FINE_LABEL
     from hf_lelp.data.load import TextClassificationData
-    from hf_lelp.workflow import build_subclasses
+    from hf_lelp.training.arguments import ModelArguments
+    from hf_lelp.training.builder import build_subclasses
 
     cache = synthetic_cache(tmp_path / "cache", n=60, d=16, c=3)
     ids, labels = np.asarray(cache.example_ids), np.asarray(cache.labels)

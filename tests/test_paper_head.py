@@ -123,7 +123,7 @@ def test_a_checkpoint_of_one_head_does_not_resume_into_the_other(tmp_path):
 
 def test_the_export_layer_starts_at_the_mean_of_each_class_subclass_rows(tmp_path):
     from benchmarks.harness.embedding_student import embedding_student
-    from hf_lelp.methods.registry import subclass_head
+    from hf_lelp.methods.terms import subclass_head
 
     class Source:
         columns = 3

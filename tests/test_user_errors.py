@@ -13,11 +13,11 @@ from conftest import ROOT, synthetic_cache
 from hf_lelp.base.errors import UserError, _debug_requested, run_cli, user_error_message
 from hf_lelp.base.io_utils import read_json
 from hf_lelp.cache.store import CorruptCacheError
-from hf_lelp.cli import DataArguments, ModelArguments, read_config
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.data.local_files import read_local
 from hf_lelp.methods.projections import FitOptions, load_or_fit_projections
+from hf_lelp.training.arguments import DataArguments, ModelArguments, read_config
 
 pytestmark = pytest.mark.bad_input
 HINT = "(run with --debug or HF_LELP_DEBUG=1 for the traceback)"

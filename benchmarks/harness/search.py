@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from hf_lelp.methods.registry import Oracle, get_method
+from hf_lelp.methods.registry import get_method
+from hf_lelp.methods.sources import Oracle
 
 # The method the benchmark is about: its S and β sweeps, --auto_hparams against its full search, the report's
 # comparisons with it.

@@ -28,16 +28,16 @@ from transformers import TrainerCallback
 from hf_lelp import TeacherCache, build_teacher_cache
 from hf_lelp.base.io_utils import write_atomic, write_json_atomic
 from hf_lelp.cache.writer import write_cache
-from hf_lelp.cli import DataArguments
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import LABEL, TEXT
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.data.tokens import dataset_fingerprint
 from hf_lelp.teacher import TeacherArguments, train_teacher
+from hf_lelp.training.arguments import DataArguments
 from hf_lelp.training.metrics import build_compute_metrics
 
 from .embedding_student import sentence_embeddings
-from .prepare import PreparedDataset, _save_array, _write_split
+from .prepare import PreparedDataset, save_array, write_split
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,9 @@ def write_data(dataset: str, folder: str, options: StrongOptions) -> list[str]:
     frames["teacher"] = frames["train"].iloc[: options.teacher_rows]
     for split, frame in frames.items():  # teacher.jsonl last: its presence marks the data as written
         frame = frame.reset_index(drop=True)
-        _write_split(frame, names, os.path.join(folder, "data", f"{split}.jsonl"))
+        write_split(frame, names, os.path.join(folder, "data", f"{split}.jsonl"))
         if split != "teacher":
-            _save_array(os.path.join(folder, f"labels_{split}.npy"), frame[LABEL].to_numpy().astype(np.int64))
+            save_array(os.path.join(folder, f"labels_{split}.npy"), frame[LABEL].to_numpy().astype(np.int64))
     return names
 
 
@@ -251,7 +251,7 @@ def build_features(folder: str, options: StrongOptions) -> None:
             features = sentence_embeddings(
                 resolve_model(options.feature_model), texts, options.max_length, num_layers=options.feature_layers
             )
-            _save_array(path, features)
+            save_array(path, features)
 
 
 def transfer_set(folder: str, names: list[str], options: StrongOptions, size: int, choice: dict) -> PreparedDataset:
@@ -279,8 +279,8 @@ def transfer_set(folder: str, names: list[str], options: StrongOptions, size: in
         shutil.copyfile(
             os.path.join(folder, "full", f"features_{split}.npy"), os.path.join(target, f"features_{split}.npy")
         )
-    _save_array(os.path.join(target, "labels_train.npy"), np.load(os.path.join(folder, "labels_train.npy"))[:size])
-    _save_array(
+    save_array(os.path.join(target, "labels_train.npy"), np.load(os.path.join(folder, "labels_train.npy"))[:size])
+    save_array(
         os.path.join(target, "features_train.npy"), np.load(os.path.join(folder, "full", "features_train.npy"))[:size]
     )
     cache_dir = os.path.join(target, "teacher_cache")

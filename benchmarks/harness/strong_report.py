@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from .report import method_stats
+from .method_stats import method_stats
 from .strong_transformer import FIXED
 
 FIXED_BUDGET = ", ".join(f"{k} {v}" for k, v in FIXED.items())

@@ -49,7 +49,7 @@ def _init_worker() -> None:
 
 def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict:
     """One student trained by run_distillation; metrics of its reloaded export on `split`."""
-    from hf_lelp.cli import DataArguments, ModelArguments
+    from hf_lelp.training.arguments import DataArguments, ModelArguments
 
     prepared = PreparedDataset.load(folder)
     data_args = DataArguments(

@@ -14,11 +14,12 @@ from transformers import default_data_collator, set_seed
 
 from hf_lelp import TeacherCache
 from hf_lelp.data.columns import EXAMPLE_ID
-from hf_lelp.methods.registry import SubclassInputs, get_method
+from hf_lelp.methods.registry import get_method
+from hf_lelp.methods.sources import SubclassInputs
+from hf_lelp.training.builder import attach_training_modules
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.metrics import build_compute_metrics
 from hf_lelp.training.trainer import LELPTrainer
-from hf_lelp.workflow import attach_training_modules
 
 from .embedding_student import FEATURES, embedding_student
 from .prepare import PreparedDataset

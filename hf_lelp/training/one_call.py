@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from hf_lelp.base.locks import exclusive_folder
 from hf_lelp.cache.fingerprint import sha256_state_dict, sha256_tokenizer
+from hf_lelp.cache.folders import teacher_cache_folder
 from hf_lelp.cache.store import TeacherCache
 from hf_lelp.cache.teacher_pass import build_teacher_cache
 from hf_lelp.data.assets import resolve_model
@@ -30,10 +31,10 @@ from hf_lelp.data.preflight import check_max_length, position_limit
 from hf_lelp.data.tokens import dataset_fingerprint, tokenize_split
 from hf_lelp.hub.export import read_as_trained
 from hf_lelp.methods.modeling import AUXILIARY_FILES, load_student
-from hf_lelp.methods.registry import SubclassInputs
+from hf_lelp.methods.sources import SubclassInputs
+from hf_lelp.training.builder import attach_training_modules, mixed_precision
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.metrics import build_compute_metrics
-from hf_lelp.workflow import attach_training_modules, mixed_precision, teacher_cache_folder
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,14 @@ import datasets
 import torch
 from accelerate.state import AcceleratorState
 from huggingface_hub import HfApi, get_token
-from transformers import Trainer
+from transformers import DataCollatorWithPadding, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
 from transformers.utils.hub import PushInProgress
+
+from hf_lelp.training.metrics import build_compute_metrics
+from hf_lelp.training.one_call import prepare_one_call, wants_preparation
 
 try:  # transformers >= 5.25; earlier releases rotate through Trainer._rotate_checkpoints
     from transformers.trainer_utils import rotate_checkpoints
@@ -51,7 +54,7 @@ from hf_lelp.methods.modeling import (
     split_auxiliary,
     subclass_logits_of,
 )
-from hf_lelp.methods.registry import LossInputs
+from hf_lelp.methods.terms import LossInputs
 from hf_lelp.training.callbacks import CheckpointFinisher
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
@@ -91,11 +94,6 @@ class LELPTrainer(Trainer):
     ):
         if args is None or not isinstance(args, LELPConfig):
             raise TypeError("LELPTrainer needs args=LELPConfig(...) (TrainingArguments plus the LELP options).")
-        from hf_lelp.training.one_call import (  # it builds on workflow, which imports us
-            prepare_one_call,
-            wants_preparation,
-        )
-
         if wants_preparation(teacher, kwargs):  # the one call: teacher= and raw text splits (one_call.py)
             model, teacher_cache, projections, kwargs = prepare_one_call(
                 model, args, teacher, teacher_cache, projections, kwargs
@@ -105,7 +103,7 @@ class LELPTrainer(Trainer):
         if args.method_spec.subclass_source is not None and projections is None:
             raise ValueError(
                 f"--method {args.method} needs projections= (its pseudo-subclasses: "
-                "args.method_spec.subclass_source(SubclassInputs(cache, args)), or workflow.build_subclasses)."
+                "args.method_spec.subclass_source(SubclassInputs(cache, args)), or training.builder.build_subclasses)."
             )
         if teacher_cache is not None:
             _check_train_rows(teacher_cache, kwargs.get("train_dataset"))
@@ -511,4 +509,19 @@ def non_finite_loss_message(loss: float, state, args: LELPConfig) -> str:
         f"{args.method}: training stopped and nothing was exported. Lower --learning_rate (now {args.learning_rate}), "
         f"keep --max_grad_norm finite and positive (now {args.max_grad_norm}), check --temperature, "
         "--subclass_temperature and --feature_loss_weight, or train in float32 (without --fp16/--bf16)."
+    )
+
+
+def text_trainer(student, args, tokenizer, data, cache, subclasses, train_set, **extra) -> LELPTrainer:
+    """An LELPTrainer for a tokenised text student (the main run and every --auto_hparams candidate)."""
+    extra.setdefault("compute_metrics", build_compute_metrics(data.num_labels))
+    return LELPTrainer(
+        model=student,
+        args=args,
+        teacher_cache=cache,
+        projections=subclasses,
+        train_dataset=train_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        **extra,
     )

@@ -1,24 +1,16 @@
-"""Multi-process launches: the process count asked for versus the one that runs, and the shipped accelerate configs.
+"""Multi-process launches: the process count asked for versus the one that runs.
 
 `accelerate launch --num_processes 2` on a machine without GPUs starts *one* process (accelerate's simple launcher;
-`--cpu` needs MPI), and the run would go on as a single process without a word. The configs of
-recipes/accelerate_configs/ ship in the wheel as hf_lelp/accelerate_configs/ (pyproject.toml), so that
-`hf-lelp accelerate-config --write cpu_2proc.yaml` gives an installed user the one that works on CPUs.
+`--cpu` needs MPI), and the run would go on as a single process without a word. The shipped config
+that works on CPUs is CPU_CONFIG (`hf-lelp accelerate-config`, hf_lelp/example_configs.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.resources
 import logging
 import os
-import shlex
-import shutil
-from pathlib import Path
 
 import yaml
-
-from hf_lelp.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +19,6 @@ CPU_CONFIG = "cpu_2proc"
 LAUNCHED_BY_ACCELERATE = "ACCELERATE_MIXED_PRECISION"
 
 
-def config_folder() -> Path:
-    packaged = Path(str(importlib.resources.files(__package__) / "accelerate_configs"))
-    checkout = Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs"
-    return packaged if packaged.is_dir() else checkout
-
-
-def config_names() -> list[str]:
-    return sorted(path.stem for path in config_folder().glob("*.yaml"))
-
-
-# ------------------------------------------------------------------------------------- asked vs running processes
 def requested_processes(environ=os.environ, launcher_argv: list[str] | None = None) -> int | None:
     """The process count `accelerate launch` was asked for (its --num_processes, or its config file's), or None
     when this process was not started by `accelerate launch` or the count cannot be told."""
@@ -104,35 +85,3 @@ def warn_if_fewer_processes(world_size: int, environ=os.environ, launcher_argv: 
         CPU_CONFIG,
     )
     return True
-
-
-# --------------------------------------------------------------------------------- hf-lelp accelerate-config
-def accelerate_config(argv: list[str] | None = None) -> str:
-    """Print a shipped accelerate config (default: cpu_2proc, two CPU processes), or --write it to a file."""
-    parser = argparse.ArgumentParser(prog="hf-lelp accelerate-config", description=accelerate_config.__doc__)
-    parser.add_argument("name", nargs="?", default=CPU_CONFIG, help=f"One of: {', '.join(config_names())}.")
-    parser.add_argument("--write", metavar="PATH", help="Write the config to PATH (never over an existing file).")
-    parser.add_argument("--list", action="store_true", help="List the shipped configs.")
-    options = parser.parse_args(argv)
-    if options.list:
-        print("\n".join(config_names()))
-        return ""
-    path = config_folder() / f"{options.name.removesuffix('.yaml')}.yaml"
-    if not path.is_file():
-        raise UserError(
-            f"No accelerate config named '{options.name}'. hf-lelp ships: {', '.join(config_names())} "
-            "(`hf-lelp accelerate-config --list`)."
-        )
-    if not options.write:
-        text = path.read_text(encoding="utf-8")
-        print(text, end="")
-        return text
-    if os.path.exists(options.write):
-        raise UserError(f"--write {options.write} exists already: pass another path, or remove it first.")
-    shutil.copyfile(path, options.write)
-    cpu = " --use_cpu true" if path.stem.startswith("cpu") else ""
-    print(
-        f"wrote {options.write}; run: accelerate launch --config_file {shlex.quote(options.write)} "
-        f"-m hf_lelp.commands distill CONFIG.yaml{cpu}"
-    )
-    return options.write
