@@ -11,12 +11,10 @@ import uuid
 import datasets
 import torch
 from accelerate.state import AcceleratorState
-from huggingface_hub import HfApi, get_token
 from transformers import DataCollatorWithPadding, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
-from transformers.utils.hub import PushInProgress
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_lelp.training.metrics import build_compute_metrics
 from hf_lelp.training.one_call import prepare_one_call, wants_preparation
@@ -30,18 +28,12 @@ from hf_lelp.base.io_utils import write_json_atomic
 from hf_lelp.cache.store import TeacherCache
 from hf_lelp.data.columns import EXAMPLE_ID
 from hf_lelp.data.row_identity import TEXT_HASH
-from hf_lelp.hub.card import run_card_context, trainer_card_context, write_model_card
 from hf_lelp.hub.output_files import fresh_save, record_files
 from hf_lelp.hub.publish import (
-    CHECKPOINT_STATE,
-    PUBLISHED,
     public_name,
     public_training_args,
-    relative_trainer_state,
-    sanitise_adapter_config,
-    scan,
-    stage,
 )
+from hf_lelp.hub.trainer_hub import PAPER, HubMixin, is_checkpoint_folder
 from hf_lelp.methods.losses import ce_loss, flat_class_logits
 from hf_lelp.methods.modeling import (
     AUXILIARY_FILES,
@@ -62,7 +54,7 @@ from hf_lelp.training.resume import check_resumable, dataset_digest, last_comple
 logger = logging.getLogger(__name__)
 
 
-class LELPTrainer(Trainer):
+class LELPTrainer(HubMixin, Trainer):
     """Trains a student on pseudo-subclass targets built per batch from cached teacher embeddings.
 
     Each training batch carries `example_id`; the trainer reads h and the teacher logits of those ids from the
@@ -71,13 +63,6 @@ class LELPTrainer(Trainer):
     (the cache covers the transfer set only).
     """
 
-    _paper = {
-        "title": "Linear Projections of Teacher Embeddings for Few-Class Distillation",
-        "id": "2409.20449",
-        "citation": "@article{loo2024lelp, title={Linear Projections of Teacher Embeddings for Few-Class "
-        "Distillation}, author={Loo, Noel and Iliopoulos, Fotis and Hu, Wei and Vee, Erik}, "
-        "journal={arXiv preprint arXiv:2409.20449}, year={2024}}",
-    }
     # Our loss is a per-batch mean: let the Trainer divide by the accumulation steps (transformers >= 5.19).
     loss_is_scaled_for_ga = False
 
@@ -230,12 +215,12 @@ class LELPTrainer(Trainer):
         if not self.args.should_save:
             self._save_files(output_dir, state_dict)
         elif self._is_checkpoint_being_written(output_dir):
-            # The checkpoint's arguments (training_args.bin/.json) record the user's limit, not the held one.
-            self.args.save_total_limit = self._held_save_total_limit
+            # The checkpoint's arguments (training_args.bin/.json) record the user's values, not the held ones.
+            self.args.save_total_limit, self.args.push_to_hub = self._held_save_total_limit, self._held_push
             try:
                 self._save_files(output_dir, state_dict)
             finally:
-                self.args.save_total_limit = None
+                self.args.save_total_limit, self.args.push_to_hub = None, False
         else:
             with fresh_save(output_dir, self.save_run_id):
                 self._save_files(output_dir, state_dict)
@@ -253,13 +238,18 @@ class LELPTrainer(Trainer):
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self._remove_stale_checkpoint(folder)
         limit = self._held_save_total_limit = self.args.save_total_limit
-        self.args.save_total_limit, self._saving_checkpoint = None, True
+        push = self._held_push = self.args.push_to_hub
+        # Held back too: the Trainer would push the checkpoint before it is finished, through its private
+        # _push_from_checkpoint; it is pushed below, finished, through the allowlist (hf_lelp/hub/trainer_hub.py).
+        self.args.save_total_limit, self.args.push_to_hub, self._saving_checkpoint = None, False, True
         self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
         try:
             super()._save_checkpoint(model, trial)
         finally:
-            self.args.save_total_limit, self._saving_checkpoint = limit, False
+            self.args.save_total_limit, self.args.push_to_hub, self._saving_checkpoint = limit, push, False
         self.checkpoint_finisher.finish(folder)
+        if push:
+            self.push_checkpoint(folder)
         if not self.args.should_save:
             return
         if rotate_checkpoints is None:
@@ -306,134 +296,10 @@ class LELPTrainer(Trainer):
             public_args = public_training_args(json.loads(self.args.to_json_string()))
             write_json_atomic(os.path.join(output_dir, "training_args.json"), public_args)
             pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
-            if os.path.isfile(pickled) and not self._keeps_pickled_args(output_dir):
+            if os.path.isfile(pickled) and not is_checkpoint_folder(output_dir):
                 os.remove(pickled)
-            if not self._keeps_pickled_args(output_dir):  # a saved model has its card (checkpoints: at finish)
+            if not is_checkpoint_folder(output_dir):  # a saved model has its card (checkpoints: at finish)
                 self.write_card(output_dir)
-
-    def _keeps_pickled_args(self, output_dir: str) -> bool:
-        # Local checkpoint folders keep the Trainer's own files untouched (they are never uploaded as they are).
-        return os.path.basename(os.path.normpath(output_dir)).startswith(PREFIX_CHECKPOINT_DIR)
-
-    def write_card(self, output_dir: str) -> None:
-        """README.md model card (hf_lelp/hub/lelp_student.md.j2) with the freshest metrics; at every save and push.
-        A trainer built in Python without `card_context=` describes what it knows itself (model, cache, datasets)."""
-        static = self.card_context
-        if static is None:
-            model = self.accelerator.unwrap_model(self.model)
-            static = trainer_card_context(model, self.teacher_cache, self.train_dataset, self.eval_dataset)
-        context = run_card_context(
-            static,
-            self.args,
-            self.lelp_metadata(),
-            self.state.log_history,
-            self.state.global_step,
-            self.final_results,
-            self._paper["citation"],
-            epoch=self.state.epoch,
-            folder=None if self._keeps_pickled_args(output_dir) else output_dir,  # save_model(elsewhere) too
-        )
-        write_model_card(output_dir, context)
-
-    def create_model_card(self, *args, **kwargs):
-        # Trainer.push_to_hub calls this; our card replaces the generic Trainer card (also without card_context).
-        if self.args.should_save:
-            self.write_card(self.args.output_dir)
-            self.record_written("README.md")
-
-    # --- Publishing. Checked against transformers 5.17-5.24: Trainer.push_to_hub and _push_from_checkpoint
-    # upload the whole output_dir (and checkpoint folders with training_args.bin); both are replaced so that
-    # every commit is an allowlisted, scanned staging folder (hf_lelp/hub/publish.py).
-
-    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        token = token if token is not None else self.args.hub_token
-        if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=kwargs.pop("private", None))
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
-            return None
-        self.create_model_card(**kwargs)
-        self._finish_current_push()
-        return self._upload(
-            self.args.output_dir,
-            commit_message,
-            token=token,
-            revision=revision or self.args.hub_revision,
-            blocking=blocking,
-        )
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        args = self.args
-        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
-            return
-        if not args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
-            return  # the Trainer's rule: skip this push while the previous one is still uploading
-        self.callback_handler.on_push_begin(args, self.state, self.control)
-        if args.save_strategy == SaveStrategy.STEPS:
-            message = f"Training in progress, step {self.state.global_step}"
-        else:
-            message = f"Training in progress, epoch {int(self.state.epoch)}"
-        # The checkpoint folder holds the model, tokenizer and side files of this step; the Trainer pushes before
-        # its on_save callbacks run, so the card and completion marker are finished here first.
-        self.checkpoint_finisher.finish(checkpoint_folder)
-        jobs = [self._upload(checkpoint_folder, message, blocking=False)]
-        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None
-            jobs.append(
-                self._upload(
-                    checkpoint_folder,
-                    message + ", checkpoint",
-                    path_in_repo=path_in_repo or os.path.basename(checkpoint_folder),
-                    resumable=True,
-                    blocking=False,
-                )
-            )
-        if self.push_in_progress is None or self.push_in_progress.is_done():
-            self.push_in_progress = PushInProgress(jobs)
-        else:
-            self.push_in_progress.jobs.extend(jobs)
-
-    def _upload(self, folder, message, *, token=None, revision=None, path_in_repo=None, resumable=False, blocking):
-        """Stage the allowlisted files of `folder`, scan them, upload them as one commit; the staging folder is
-        removed when the upload ends."""
-        args = self.args
-        staging = stage(folder, PUBLISHED + CHECKPOINT_STATE if resumable else PUBLISHED)
-        try:
-            sanitise_adapter_config(staging, (self.card_context or {}).get("base_model"))
-            relative_trainer_state(staging, args.output_dir)
-            secrets = [token, args.hub_token, get_token(), os.environ.get("HF_TOKEN")]
-            scan(staging, secrets, self.local_paths, allow_pickles=resumable)
-            upload = HfApi().upload_folder(
-                repo_id=self.hub_model_id,
-                folder_path=staging,
-                path_in_repo=path_in_repo,
-                commit_message=message,
-                token=token or args.hub_token,
-                revision=revision or args.hub_revision,
-                run_as_future=not blocking,
-            )
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if blocking:
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            upload.add_done_callback(lambda done: _after_background_upload(done, staging, message))
-        return upload
-
-    @property
-    def local_paths(self) -> list[str]:
-        """This machine's paths that a published file must not contain: every path the run was given (teacher,
-        student, cache, data files, output and logging folders); the scan adds home, working and temp folders."""
-        paths = list((self.card_context or {}).get("local_paths", []))
-        if self.teacher_cache is not None:
-            paths.append(self.teacher_cache.path)
-        given = [self.args.output_dir]
-        for value in (*self.args.to_dict().values(), *(self.run_settings or {}).values()):  # every flag's value
-            given += value if isinstance(value, list) else [value]
-        paths += [p for p in given if isinstance(p, str) and p and (os.path.isabs(p) or os.path.exists(p))]
-        return [os.path.abspath(p) for p in paths]
 
     def lelp_metadata(self) -> dict:
         """lelp_config.json: the method, S (per class and member), β, τ, α and the method's own settings
@@ -447,7 +313,7 @@ class LELPTrainer(Trainer):
             "subclass_temperature": args.subclass_temperature,
             "temperature": args.temperature,
             "hard_label_weight": args.hard_label_weight,
-            "paper": self._paper,
+            "paper": PAPER,
             **args.method_spec.card_values(args, source),
         }
         if self.teacher_cache is not None:
@@ -492,13 +358,6 @@ def _check_train_rows(cache: TeacherCache, train_dataset) -> None:
     """A reopened cache meets the training data only here: refuse rows that are not the ones it was built on."""
     if isinstance(train_dataset, datasets.Dataset) and EXAMPLE_ID in train_dataset.column_names:
         cache.check_rows(train_dataset)
-
-
-def _after_background_upload(done, staging: str, message: str) -> None:
-    """A checkpoint push runs in the background; its failure is said, never dropped with the future."""
-    shutil.rmtree(staging, ignore_errors=True)
-    if done.exception() is not None:
-        logger.warning("Hub push '%s' failed: %s", message, done.exception())
 
 
 def non_finite_loss_message(loss: float, state, args: LELPConfig) -> str:
