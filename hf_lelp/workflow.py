@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from contextlib import nullcontext
@@ -41,8 +40,6 @@ from hf_lelp.training.job_data import (
 )
 from hf_lelp.training.metrics import build_compute_metrics
 from hf_lelp.training.trainer import text_trainer
-
-logger = logging.getLogger(__name__)
 
 
 def load_baselines(paths: list[str], split: str) -> list[dict]:

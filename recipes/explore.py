@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before hf_lelp imports the Hub libraries
 
 from hf_lelp.base.errors import run_cli  # noqa: E402
-from hf_lelp.commands import explore  # noqa: E402
+from hf_lelp.explore_command import explore  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

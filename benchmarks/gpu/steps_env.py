@@ -45,7 +45,7 @@ def environment(out: str) -> int:
     info["cpu_count"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info["assets"] = read_json(os.path.join(os.environ.get("GPU_CARRY_DIR", ""), "assets", "MANIFEST.json"))
     try:
-        from hf_lelp.commands import environment as hf_lelp_environment
+        from hf_lelp.environment import environment as hf_lelp_environment
 
         info["hf_lelp_env"] = hf_lelp_environment()
     except Exception as error:  # recorded: the later steps will fail for the same reason

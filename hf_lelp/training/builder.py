@@ -4,8 +4,6 @@ method's registry entry), LoRA; the accelerate mixed-precision mode of a config.
 
 from __future__ import annotations
 
-import logging
-
 from transformers import (
     AutoTokenizer,
 )
@@ -18,8 +16,6 @@ from hf_lelp.methods.modeling import apply_lora, load_student
 from hf_lelp.methods.sources import SubclassInputs
 from hf_lelp.training.arguments import ModelArguments
 from hf_lelp.training.config import LELPConfig
-
-logger = logging.getLogger(__name__)
 
 
 def mixed_precision(args: LELPConfig) -> str:

@@ -5,7 +5,6 @@ parallel), in its default folder unless --cache_dir names one.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 from contextlib import nullcontext
 
@@ -28,8 +27,6 @@ from hf_lelp.training.arguments import DataArguments, ModelArguments
 from hf_lelp.training.builder import mixed_precision
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.launch import warn_if_fewer_processes
-
-logger = logging.getLogger(__name__)
 
 
 def check_process_group(args: LELPConfig) -> None:
