@@ -37,7 +37,6 @@ from hf_lelp.methods.sources import SubclassInputs
 from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
 from hf_lelp.methods.terms import LossInputs, feature_regressor
 from hf_lelp.training.builder import attach_training_modules
-from hf_lelp.training.config import METHODS, SUBCLASS_METHODS
 
 
 def test_fitnet_hand_value():
@@ -166,11 +165,15 @@ def test_s_equals_one_kmeans_and_random_reduce_to_kd(tmp_path):
 
 def test_config_maps_ablation_names_onto_fit_options(tmp_path):
     base = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_subclasses=3)
-    assert not LELPConfig(method="pca", **base).fit_options().null_space
-    assert not LELPConfig(method="no_rotation", **base).fit_options().rotate
-    assert LELPConfig(method="random", **base).fit_options().directions == "random"
+
+    def options(args):
+        return args.method_spec.fit_options(args)
+
+    assert not options(LELPConfig(method="pca", **base)).null_space
+    assert not options(LELPConfig(method="no_rotation", **base)).rotate
+    assert options(LELPConfig(method="random", **base)).directions == "random"
     ensemble = LELPConfig(method="random_ensemble", ensemble_size=5, **base)
-    assert ensemble.fit_options().num_members == 5 and ensemble.subclass_columns == 15
+    assert options(ensemble).num_members == 5 and ensemble.method_spec.num_members(ensemble) == 5
     with pytest.raises(ValueError, match="--method must be one of"):
         LELPConfig(method="dkd", **base)
 
@@ -237,12 +240,39 @@ def test_every_method_trains_from_the_cache_alone(method, tmp_path):
         assert any("lelp_subclass_head" in k for k in changed)
 
 
-def test_the_constants_are_the_registry_by_kind():
-    assert METHODS == BUILTIN_METHODS
-    assert SUBCLASS_METHODS == ("lelp", "pca", "no_rotation", "random", "random_ensemble", "kmeans", "oracle")
-    assert [m for m in METHODS if get_method(m).feature_loss is not None] == ["fitnet", "rkd", "pkt"]
-    assert [m for m in METHODS if not get_method(m).uses_teacher] == ["ce"]
-    assert [m for m in METHODS if get_method(m).needs_labels] == ["oracle", "ce"]
+@pytest.mark.parametrize("method", ["ce", "kd", "lelp"])
+def test_a_run_records_and_shows_only_the_options_its_method_reads(method, tmp_path):
+    """Issue 21: a `ce` run neither records nor shows S, β, τ; the card describes its method from the registry."""
+    trainer, _ = _train_from_cache(method, tmp_path, max_steps=1)
+    meta = trainer.lelp_metadata()
+    spec = get_method(method)
+    assert ("num_subclasses" in meta) == ("subclass_temperature" in meta) == (spec.subclass_source is not None)
+    assert ("temperature" in meta) == spec.uses_teacher
+    assert meta["method"] == method and "hard_label_weight" in meta
+    trainer.write_card(str(tmp_path / "card"))
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    hyperparameters = next(line for line in card.splitlines() if line.startswith("- Hyperparameters:"))
+    assert ("S = " in hyperparameters) == (spec.subclass_source is not None)
+    assert ("τ (temperature)" in card) == spec.uses_teacher
+    assert ("arXiv 2409.20449" in card.split("## How to use")[0]) == bool(spec.paper)
+    if spec.description:
+        assert spec.describe(meta, 3) in card.replace("\n  ", " ").replace("\n", " ")
+
+
+def test_the_methods_by_kind():
+    methods = BUILTIN_METHODS
+    assert tuple(m for m in methods if get_method(m).subclass_source is not None) == (
+        "lelp",
+        "pca",
+        "no_rotation",
+        "random",
+        "random_ensemble",
+        "kmeans",
+        "oracle",
+    )
+    assert [m for m in methods if get_method(m).feature_loss is not None] == ["fitnet", "rkd", "pkt"]
+    assert [m for m in methods if not get_method(m).uses_teacher] == ["ce"]
+    assert [m for m in methods if get_method(m).needs_labels] == ["oracle", "ce"]
 
 
 def _method_choices():

@@ -18,7 +18,7 @@ from hf_lelp import (
     fit_projections,
     tokenize_split,
 )
-from hf_lelp.methods.modeling import SUBCLASS_HEAD_FILE, subclass_head
+from hf_lelp.methods.modeling import SUBCLASS_HEAD, SUBCLASS_HEAD_FILE, auxiliary_module
 
 LABELS = ["neg", "pos"]
 
@@ -159,7 +159,7 @@ def test_training_learns_and_export_loads_with_plain_transformers(setup, tmp_pat
     trainer.save_model(out)
     assert os.path.isfile(os.path.join(out, SUBCLASS_HEAD_FILE))
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
-    assert subclass_head(reloaded) is None
+    assert auxiliary_module(reloaded, SUBCLASS_HEAD) is None
     assert reloaded.config.id2label == {0: "neg", 1: "pos"}
     predictions = trainer.predict(trainer.eval_dataset).predictions.argmax(axis=-1)
     classifier = pipeline("text-classification", model=out, device=-1)

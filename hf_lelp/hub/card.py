@@ -16,6 +16,7 @@ from hf_lelp.data.assets import OFFLINE_MODELS, looks_like_local_path, resolve_m
 from hf_lelp.data.offline_datasets import OFFLINE_DATASET_SOURCES
 from hf_lelp.data.split_assets import SPLIT_MODELS
 from hf_lelp.hub.publish import public_name
+from hf_lelp.methods.registry import get_method
 
 TEMPLATE_NAME = "lelp_student.md.j2"
 
@@ -225,9 +226,16 @@ def run_card_context(
             "max_length": static["max_length"],
         },
         "fingerprint": meta.get("cache_fingerprint"),
+        **method_strings(meta, len(static["label_names"])),
         "citation": citation,
         **body_strings(static, model_id),
     }
+
+
+def method_strings(meta: dict, num_classes: int) -> dict:
+    """What the card says of the method, from its registry entry: how it trained the student, and its paper."""
+    method = get_method(meta["method"])
+    return {"method_description": method.describe(meta, num_classes), "method_paper": method.paper}
 
 
 def body_strings(static: dict, model_id: str) -> dict:

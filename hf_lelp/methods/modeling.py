@@ -169,10 +169,6 @@ def auxiliary_module(model: nn.Module, name: str) -> nn.Module | None:
     return None
 
 
-def subclass_head(model: nn.Module) -> nn.Module | None:
-    return auxiliary_module(model, SUBCLASS_HEAD)
-
-
 def _head_owner(model: nn.Module) -> nn.Module | None:
     """The module the auxiliary layers were attached to (the transformers model, also inside DDP, PEFT or
     torch.compile)."""

@@ -60,6 +60,9 @@ class Method:
     search: Mapping[str, tuple] = field(default_factory=dict)
     search_after: str | None = "kd"
     card_fields: tuple[str, ...] = ()  # LELPConfig fields that describe a run (lelp_config.json and the card)
+    # What the card says the method did, formatted with lelp_config.json's values and `num_classes`; its paper.
+    description: str = ""
+    paper: str = ""
 
     @property
     def chooses_num_subclasses(self) -> bool:
@@ -71,6 +74,24 @@ class Method:
 
     def num_members(self, args: RunOptions) -> int:
         return self.subclass_source.num_members(args) if self.subclass_source is not None else 1
+
+    def option_values(self, args: RunOptions, subclasses: SubclassSource | None = None) -> dict:
+        """The options this method reads, with the run's values: S, β and the head's layout for a method with
+        pseudo-subclasses (S as the source was built), τ for one that reads the teacher's logits, α for all; then
+        its own settings (`card_values`). A labels-only method records none of S, β, τ."""
+        values = {}
+        if self.subclass_source is not None:
+            values["subclass_head"] = args.subclass_head
+            values["num_subclasses"] = subclasses.num_subclasses if subclasses is not None else args.num_subclasses
+            values["subclass_temperature"] = args.subclass_temperature
+        if self.uses_teacher:
+            values["temperature"] = args.temperature
+        values["hard_label_weight"] = args.hard_label_weight
+        return {**values, **self.card_values(args, subclasses)}
+
+    def describe(self, meta: dict, num_classes: int) -> str:
+        """The card's sentence on how the method trained the student ('' when the entry has none)."""
+        return self.description.format(num_classes=num_classes, **meta) if self.description else ""
 
     def card_values(self, args: RunOptions, subclasses: SubclassSource | None = None) -> dict:
         """The run's own settings, as the source was really built (the ablation's switch, the members trained)."""
@@ -171,7 +192,18 @@ def feature_method(name: str, help: str, term: LossTerm, **overrides) -> Method:
 
 
 register_method(
-    pseudo_subclass_method("lelp", "pseudo-subclass targets from null-space per-class PCA (the paper)", Projections())
+    pseudo_subclass_method(
+        "lelp",
+        "pseudo-subclass targets from null-space per-class PCA (the paper)",
+        Projections(),
+        description=(
+            "the teacher's final-layer embeddings (the input of its output layer) were cached once, projected onto "
+            "the null space of the output layer, split per class by PCA into S = {num_subclasses} randomly rotated "
+            "pseudo-subclass directions, and the student learned the resulting {num_classes}·{num_subclasses} "
+            "probabilities"
+        ),
+        paper="Linear Projections of Teacher Embeddings, [arXiv 2409.20449](https://arxiv.org/abs/2409.20449)",
+    )
 )
 register_method(
     pseudo_subclass_method(

@@ -28,6 +28,7 @@ from hf_lelp.methods.modeling import (
     start_classifier_at_flat_head,
 )
 from hf_lelp.methods.sources import RunOptions, SubclassSource
+from hf_lelp.methods.student_heads import get_student_head
 
 # --- Loss terms: adapters from one training batch to the pure functions of losses.py.
 
@@ -71,7 +72,7 @@ def subclass_term(batch: LossInputs, args: RunOptions) -> torch.Tensor:
             f"--method {args.method} has {scores.shape[-1]} subclass columns but the student has no subclass head "
             "(attach_subclass_head with that many columns)."
         )
-    flat = args.subclass_head == "flat" and batch.subclass_logits is not None
+    flat = get_student_head(args.subclass_head).predicts_with_subclasses and batch.subclass_logits is not None
     loss = lelp_loss(
         batch.class_logits,
         batch.subclass_logits,
@@ -115,7 +116,7 @@ def subclass_head(student, num_labels: int, args: RunOptions, subclasses, teache
     columns = subclasses.columns if subclasses is not None else 1
     if columns > 1:
         head = attach_subclass_head(student, num_labels, columns, seed=args.seed)
-        if args.subclass_head == "flat":
+        if get_student_head(args.subclass_head).predicts_with_subclasses:
             start_classifier_at_flat_head(student, num_labels, head)
 
 

@@ -14,17 +14,9 @@ from transformers import TrainingArguments
 from hf_lelp.base.errors import UserError
 from hf_lelp.base.extras import check_report_to
 from hf_lelp.base.validation import check_option_values
-from hf_lelp.methods.projections import GROUPINGS, FitOptions
-from hf_lelp.methods.registry import METHOD_FLAG, Method, get_method, registered_methods
-from hf_lelp.methods.sources import Projections
-
-# The built-in methods by kind, derived from the registry (hf_lelp.methods.registry); code reads the entries instead.
-METHODS = registered_methods()
-SUBCLASS_METHODS = tuple(name for name in METHODS if get_method(name).subclass_source is not None)
-PROJECTION_METHODS = tuple(name for name in METHODS if isinstance(get_method(name).subclass_source, Projections))
-FEATURE_METHODS = tuple(name for name in METHODS if get_method(name).feature_loss is not None)
-METHOD_HELP = {name: get_method(name).help for name in METHODS}
-SUBCLASS_HEADS = ("factorized", "flat")
+from hf_lelp.methods.projections import GROUPINGS
+from hf_lelp.methods.registry import METHOD_FLAG, Method, get_method
+from hf_lelp.methods.student_heads import STUDENT_HEADS, StudentHead, get_student_head
 
 
 @dataclass
@@ -61,7 +53,7 @@ class LELPConfig(TrainingArguments):
             "(the paper's): one C·S layer, class probability = sum of its subclass probabilities; the exported "
             "C-class layer is trained alongside (on detached features) to follow it, and export_agreement "
             "measures how closely it does.",
-            "choices": ["factorized", "flat"],
+            "choices": list(STUDENT_HEADS),
         },
     )
     scale_by_temperature_squared: bool = field(
@@ -128,8 +120,7 @@ class LELPConfig(TrainingArguments):
         check_trains_at_all(self)
         if self.temperature <= 0 or self.subclass_temperature <= 0:
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
-        if self.subclass_head not in SUBCLASS_HEADS:
-            raise ValueError(f"--subclass_head must be one of {SUBCLASS_HEADS}, got {self.subclass_head!r}.")
+        get_student_head(self.subclass_head)  # an unknown layout fails here, with the known ones listed
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
@@ -156,6 +147,11 @@ class LELPConfig(TrainingArguments):
             )
 
     @property
+    def head_spec(self) -> StudentHead:
+        """The layout of --subclass_head (hf_lelp.methods.student_heads)."""
+        return get_student_head(self.subclass_head)
+
+    @property
     def method_spec(self) -> Method:
         """The registry entry of --method (hf_lelp.methods.registry)."""
         return get_method(self.method)
@@ -163,19 +159,6 @@ class LELPConfig(TrainingArguments):
     @property
     def uses_teacher(self) -> bool:
         return self.method_spec.uses_teacher
-
-    @property
-    def subclass_columns(self) -> int:
-        """Subclass logits per class that the student's extra head needs, S·K (1 = no extra head)."""
-        method = self.method_spec
-        if method.subclass_source is None:
-            return 1
-        return self.num_subclasses * method.num_members(self)
-
-    def fit_options(self) -> FitOptions:
-        """Projection options of this method: the ablations switch off one step of LELP each (plain LELP options
-        for a method that does not fit projections)."""
-        return self.method_spec.fit_options(self) or Projections().fit_options(self)
 
 
 def check_trains_at_all(args: TrainingArguments) -> None:

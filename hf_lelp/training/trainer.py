@@ -163,7 +163,7 @@ class LELPTrainer(HubMixin, Trainer):
         inputs.pop(TEXT_HASH, None)  # reaches the batch with remove_unused_columns=False; not a model input
         labels = inputs.pop("labels", None)
         wants_features = model.training and self.args.method_spec.feature_loss is not None
-        flat = self.args.subclass_head == "flat"
+        flat = self.args.head_spec.predicts_with_subclasses
         fits_export = flat and model.training
         with subclass_logits_of(model, self.num_labels, with_features=wants_features, with_export=fits_export):
             model_outputs = model(**inputs)
@@ -302,20 +302,11 @@ class LELPTrainer(HubMixin, Trainer):
                 self.write_card(output_dir)
 
     def lelp_metadata(self) -> dict:
-        """lelp_config.json: the method, S (per class and member), β, τ, α and the method's own settings
-        (K = ensemble_size for an ensemble; its registry entry's `card_fields`)."""
+        """lelp_config.json: the method and the options it reads (its registry entry's `option_values`: S per class
+        and member, β, τ and α where the method uses them, K = ensemble_size for an ensemble, its `card_fields`)."""
         args: LELPConfig = self.args
         source = self.projections
-        meta = {
-            "method": args.method,
-            "subclass_head": args.subclass_head,
-            "num_subclasses": source.num_subclasses if source is not None else 1,
-            "subclass_temperature": args.subclass_temperature,
-            "temperature": args.temperature,
-            "hard_label_weight": args.hard_label_weight,
-            "paper": PAPER,
-            **args.method_spec.card_values(args, source),
-        }
+        meta = {"method": args.method, **args.method_spec.option_values(args, source), "paper": PAPER}
         if self.teacher_cache is not None:
             fingerprint = dict(self.teacher_cache.fingerprint)
             fingerprint["teacher"] = public_name(fingerprint.get("teacher"))
