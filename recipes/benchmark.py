@@ -12,6 +12,7 @@ the report from the JSON files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -86,18 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     command = "python recipes/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.report_only:
-        options = PrepareOptions(
-            train=args.train,
-            validation=args.validation,
-            test=args.test,
-            max_length=args.max_length,
-            teacher_epochs=args.teacher_epochs,
-            teacher_learning_rate=args.teacher_learning_rate,
-            teacher_train=args.unlabelled_transfer,
-            teacher_model=args.teacher_model,
-            feature_model=args.feature_model,
-            feature_layers=args.feature_layers,
-        )
+        # The flags of the same name (subset_seed has none), and --unlabelled_transfer as the teacher's rows.
+        flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareOptions) if hasattr(args, f.name)}
+        options = PrepareOptions(**flags, teacher_train=args.unlabelled_transfer)
         files = {"train": args.train_file, "test": args.test_file} if args.train_file else None
         if files and (len(args.datasets) != 1 or not args.test_file):
             raise ValueError("--train_file needs --test_file and exactly one --datasets name for the local data.")

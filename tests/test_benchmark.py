@@ -12,7 +12,7 @@ from benchmarks.harness.method_stats import method_stats
 from benchmarks.harness.report import LEGACY_MACHINE_NOTE, write_report
 from benchmarks.harness.search import SearchSpace, select
 from conftest import ROOT, make_texts, run, save_tiny_model
-from hf_lelp.training.config import METHODS
+from hf_lelp.methods.registry import BUILTIN_METHODS as METHODS
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from transformers import default_data_collator
 
 from benchmarks.harness.embedding_student import embedding_student
 from conftest import ROOT, synthetic_cache
-from hf_lelp import LELPConfig, LELPTrainer
+from hf_lelp import LELPConfig
 from hf_lelp.methods.losses import (
     fitnet_loss,
     kd_loss,
@@ -36,7 +36,7 @@ from hf_lelp.methods.registry import (
 from hf_lelp.methods.sources import SubclassInputs
 from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
 from hf_lelp.methods.terms import LossInputs, feature_regressor
-from hf_lelp.training.builder import attach_training_modules
+from hf_lelp.training.trainer import method_trainer
 
 
 def test_fitnet_hand_value():
@@ -212,15 +212,7 @@ def _train_from_cache(method, tmp_path, **options):
     )
     model = embedding_student(8, ["class_0", "class_1", "class_2"], hidden_size=16)
     source = _subclasses(cache, args)
-    attach_training_modules(model, 3, args, source, cache.hidden_size)
-    trainer = LELPTrainer(
-        model=model,
-        args=args,
-        teacher_cache=cache if args.uses_teacher else None,
-        projections=source,
-        train_dataset=train,
-        data_collator=default_data_collator,
-    )
+    trainer = method_trainer(model, args, cache, source, train, 3, data_collator=default_data_collator)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer.train()
     return trainer, before

@@ -16,10 +16,9 @@ from hf_lelp import TeacherCache
 from hf_lelp.data.columns import EXAMPLE_ID
 from hf_lelp.methods.registry import get_method
 from hf_lelp.methods.sources import SubclassInputs
-from hf_lelp.training.builder import attach_training_modules
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.metrics import build_compute_metrics
-from hf_lelp.training.trainer import LELPTrainer
+from hf_lelp.training.trainer import method_trainer
 
 from .embedding_student import FEATURES, embedding_student
 from .prepare import PreparedDataset
@@ -100,19 +99,14 @@ def run_student(
         dropout=settings["dropout"],
         seed=seed,
     )
-    attach_training_modules(model, len(prepared.label_names), args, source, cache.hidden_size)
     train = _split_dataset(folder, "train")
     if not args.uses_teacher:
         labelled = np.flatnonzero(prepared.labels("train") >= 0)
         train = train.select(labelled)  # a method without the teacher (CE) learns from the labelled rows only
-    trainer = LELPTrainer(
-        model=model,
-        args=args,
-        teacher_cache=cache if args.uses_teacher else None,
-        projections=source,
-        train_dataset=train,
-        data_collator=default_data_collator,
-        compute_metrics=build_compute_metrics(len(prepared.label_names)),
+    num_labels = len(prepared.label_names)
+    metrics = build_compute_metrics(num_labels)
+    trainer = method_trainer(
+        model, args, cache, source, train, num_labels, data_collator=default_data_collator, compute_metrics=metrics
     )
     start = time.time()
     trainer.train()

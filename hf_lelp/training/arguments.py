@@ -276,3 +276,9 @@ def setup_logging(should_log: bool) -> None:
 
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+    def teacher_pass_options(self) -> dict:
+        """build_teacher_cache's options from these flags."""
+        names = {"teacher_batch_size": "batch_size", "cache_dtype": "dtype", "cache_shard_size": "shard_size"}
+        options = {option: getattr(self, flag) for flag, option in names.items()}
+        return {**options, "teacher_name": self.teacher, "head_module": self.teacher_head_module}

@@ -75,13 +75,9 @@ def _build_cache(teacher, tokenizer, data, cache_dir, data_args, model_args, arg
         cache_dir,
         label_names=data.label_names,
         max_length=data_args.max_length,
-        batch_size=model_args.teacher_batch_size,
-        dtype=model_args.cache_dtype,
-        shard_size=model_args.cache_shard_size,
-        teacher_name=model_args.teacher,
         dataset_name=data.name,
-        head_module=model_args.teacher_head_module,
         accelerator=Accelerator(cpu=args.use_cpu, mixed_precision=mixed_precision(args)),
+        **model_args.teacher_pass_options(),
     )
 
 

@@ -47,6 +47,7 @@ from hf_lelp.methods.modeling import (
     subclass_logits_of,
 )
 from hf_lelp.methods.terms import LossInputs
+from hf_lelp.training.builder import attach_training_modules
 from hf_lelp.training.callbacks import CheckpointFinisher
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
@@ -375,3 +376,11 @@ def text_trainer(student, args, tokenizer, data, cache, subclasses, train_set, *
         processing_class=tokenizer,
         **extra,
     )
+
+
+def method_trainer(model, args, cache, subclasses, train_dataset, num_labels: int, **extra) -> LELPTrainer:
+    """An LELPTrainer for `model` with the training-only modules of its method attached (the registry entry), the
+    teacher cache passed only to a method that reads it (the benchmark's students, the tests)."""
+    attach_training_modules(model, num_labels, args, subclasses, cache.hidden_size if cache is not None else None)
+    teacher_cache = cache if args.uses_teacher else None
+    return LELPTrainer(model, args, teacher_cache, subclasses, train_dataset=train_dataset, **extra)
