@@ -36,8 +36,11 @@ def accelerate_config_folder() -> Path:
     return shipped_folder("accelerate_configs")
 
 
-def show_or_write(path: Path, write: str | None) -> str | None:
-    """Print a shipped file (returns its text), or copy it to `write`, never over an existing file (returns None)."""
+def show_or_write(path: Path | None, write: str | None, missing: str) -> str | None:
+    """Print a shipped file (returns its text), or copy it to `write`, never over an existing file (returns None);
+    `missing`: the user error when there is no such file."""
+    if path is None or not path.is_file():
+        raise UserError(missing)
     if not write:
         text = path.read_text(encoding="utf-8")
         print(text, end="")
@@ -102,8 +105,6 @@ def resolve_config_argument(command: str, argv: list[str]) -> list[str]:
 
 def example_config(argv: list[str] | None = None) -> str:
     """Print a shipped example config (or list them), or write a copy to edit with --write PATH."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="hf-lelp example-config", description=example_config.__doc__)
     parser.add_argument("name", nargs="?", help=f"One of: {', '.join(example_names())}. Omit to list them.")
     parser.add_argument("--write", metavar="PATH", help="Write the config to PATH (never over an existing file).")
@@ -112,12 +113,8 @@ def example_config(argv: list[str] | None = None) -> str:
         print("\n".join(example_names()))
         return ""
     path = example_path(options.name)
-    if path is None:
-        raise UserError(
-            f"No example config named '{options.name}'. hf-lelp ships: {', '.join(example_names())} "
-            "(`hf-lelp example-config` lists them)."
-        )
-    shown = show_or_write(path, options.write)
+    missing = f"No example config named '{options.name}'. hf-lelp ships: {', '.join(example_names())} "
+    shown = show_or_write(path, options.write, missing + "(`hf-lelp example-config` lists them).")
     if shown is not None:
         return shown
     print(
@@ -141,12 +138,8 @@ def accelerate_config(argv: list[str] | None = None) -> str:
         print("\n".join(accelerate_config_names()))
         return ""
     path = accelerate_config_folder() / f"{options.name.removesuffix('.yaml')}.yaml"
-    if not path.is_file():
-        raise UserError(
-            f"No accelerate config named '{options.name}'. hf-lelp ships: {', '.join(accelerate_config_names())} "
-            "(`hf-lelp accelerate-config --list`)."
-        )
-    shown = show_or_write(path, options.write)
+    missing = f"No accelerate config named '{options.name}'. hf-lelp ships: {', '.join(accelerate_config_names())} "
+    shown = show_or_write(path, options.write, missing + "(`hf-lelp accelerate-config --list`).")
     if shown is not None:
         return shown
     cpu = " --use_cpu true" if path.stem.startswith("cpu") else ""

@@ -194,6 +194,12 @@ class ModelArguments:
         _check_at_least("cache_shard_size", self.cache_shard_size, 1)
         _check_at_least("lora_r", self.lora_r, 1)
 
+    def teacher_pass_options(self) -> dict:
+        """build_teacher_cache's options from these flags."""
+        names = {"teacher_batch_size": "batch_size", "cache_dtype": "dtype", "cache_shard_size": "shard_size"}
+        options = {option: getattr(self, flag) for flag, option in names.items()}
+        return {**options, "teacher_name": self.teacher, "head_module": self.teacher_head_module}
+
 
 def _check_at_least(flag: str, value: int, minimum: int, why: str = "") -> None:
     if value < minimum:
@@ -276,9 +282,3 @@ def setup_logging(should_log: bool) -> None:
 
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
-
-    def teacher_pass_options(self) -> dict:
-        """build_teacher_cache's options from these flags."""
-        names = {"teacher_batch_size": "batch_size", "cache_dtype": "dtype", "cache_shard_size": "shard_size"}
-        options = {option: getattr(self, flag) for flag, option in names.items()}
-        return {**options, "teacher_name": self.teacher, "head_module": self.teacher_head_module}
