@@ -15,6 +15,7 @@ import os
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_lelp.base.io_utils import read_json, write_json_atomic
+from hf_lelp.cache.store import FINGERPRINT_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ RESUMABLE_SETTINGS = (
 )
 # Config entries that saving or loading fills in (save_pretrained sets `architectures` and `dtype`), not structure.
 CONFIG_BOOKKEEPING = ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype", "use_cache")
-CACHE_FIELDS = ("teacher_sha256", "teacher_head_sha256", "dataset_sha256", "max_length", "label_names", "dtype")
+# The cache's fingerprint keys (hf_lelp.cache.store) that a checkpoint's marker records: all but the tokenizer's,
+# as markers always have, so that checkpoints written before stay resumable.
+CACHE_FIELDS = tuple(key for key in FINGERPRINT_KEYS if key != "tokenizer_sha256")
 
 
 def _digest(value) -> str:
