@@ -1,4 +1,5 @@
-"""The teacher cache: its format on disk, the reader that opens it, fingerprints, and writing a finished cache.
+"""The teacher cache: its format on disk and the reader that opens it (fingerprint.py: what it was built from;
+writer.py: writing it).
 
 Layout of a finished cache folder (`meta.json` is written last and marks it complete):
     example_ids.npy  int64 [N]       sorted, unique
@@ -9,8 +10,8 @@ Layout of a finished cache folder (`meta.json` is written last and marks it comp
     head.safetensors weight [C, D], bias [C] of the output layer
     meta.json        fingerprint, shapes, sha256 of every file above (format 2: exactly these files)
 Before the merge, rows lie in fixed shards under `shards/` (written atomically, each with its row range and a
-checksum): the teacher pass (hf_lelp.cache.teacher_pass) writes them so that a rerun after an interruption skips finished
-ones, and `merge_shards` turns them into the arrays above.
+checksum): the teacher pass (teacher_pass.py) writes them so that a rerun after an interruption skips finished ones,
+and `merge_shards` (writer.py) turns them into the arrays above.
 Format 1 (hf-lelp before text_hashes.npy) is still read; its rows cannot be checked against a training set.
 """
 

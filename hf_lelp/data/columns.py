@@ -1,4 +1,4 @@
-"""The columns every loaded split carries, shared by the loaders in data.py and offline_datasets.py."""
+"""The columns every loaded split carries, shared by the loaders in load.py and offline_datasets.py."""
 
 EXAMPLE_ID = "example_id"
 TEXT = "text"

@@ -1,5 +1,5 @@
 """Offline short names (`rotten_tomatoes`, `tweets`, `reuters8`, `20newsgroups`...): corpora shipped inside PyPI
-packages, read as pandas frames per split with their class names; data.py turns them into splits."""
+packages, read as pandas frames per split with their class names; load.py turns them into splits."""
 
 from __future__ import annotations
 
