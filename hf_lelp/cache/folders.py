@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-
-
 
 
 def teacher_cache_folder(teacher: str, key: dict) -> str:

@@ -17,33 +17,21 @@ Format 1 (hf-lelp before text_hashes.npy) is still read; its rows cannot be chec
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import logging
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from hf_lelp.base.version import __version__
-from hf_lelp.data.tokens import dataset_fingerprint
 from hf_lelp.base.io_utils import (
-    is_no_space,
-    no_space_error,
     read_json,
     sha256_file,
-    sha256_tensors,
-    write_atomic,
-    write_json_atomic,
 )
-from hf_lelp.data.row_identity import NOT_RECORDED, dataset_identity
+from hf_lelp.base.version import __version__
+from hf_lelp.data.row_identity import dataset_identity
 
 logger = logging.getLogger(__name__)
 

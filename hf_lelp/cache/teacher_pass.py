@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hf_lelp.cache.store import CACHE_DTYPES, TeacherCache
-from hf_lelp.cache.writer import merge_shards, shard_is_valid, to_storage, write_shard, remove_stale_temporaries
-from hf_lelp.cache.fingerprint import check_fingerprint, make_fingerprint
-from hf_lelp.data.columns import EXAMPLE_ID, LABEL, TEXT
-from hf_lelp.data.load import as_text_classification_split
-from hf_lelp.cache.heads import capture_layer_input, find_output_layer
 from hf_lelp.base.io_utils import read_json, write_json_atomic
+from hf_lelp.cache.fingerprint import check_fingerprint, make_fingerprint
+from hf_lelp.cache.heads import capture_layer_input, find_output_layer
+from hf_lelp.cache.store import CACHE_DTYPES, TeacherCache
+from hf_lelp.cache.writer import merge_shards, remove_stale_temporaries, shard_is_valid, to_storage, write_shard
+from hf_lelp.data.columns import EXAMPLE_ID, LABEL, TEXT
 from hf_lelp.data.label_order import check_teacher_labels
+from hf_lelp.data.load import as_text_classification_split
 from hf_lelp.data.row_identity import text_hashes
 
 logger = logging.getLogger(__name__)
