@@ -73,6 +73,14 @@ class HubMixin:
             self.write_card(self.args.output_dir)
             self.record_written("README.md")
 
+    @property
+    def hub_api(self) -> HfApi:
+        """One client for the run: its background uploads run one at a time, in order (the Trainer's checkpoint
+        pushes share huggingface_hub's module-level client the same way), so the Hub's commits keep the order."""
+        if getattr(self, "_hub_api", None) is None:
+            self._hub_api = HfApi()
+        return self._hub_api
+
     def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
@@ -132,7 +140,7 @@ class HubMixin:
             relative_trainer_state(staging, args.output_dir)
             secrets = [token, args.hub_token, get_token(), os.environ.get("HF_TOKEN")]
             scan(staging, secrets, self.local_paths, allow_pickles=resumable)
-            upload = HfApi().upload_folder(
+            upload = self.hub_api.upload_folder(
                 repo_id=self.hub_model_id,
                 folder_path=staging,
                 path_in_repo=path_in_repo,
