@@ -77,6 +77,18 @@ def tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int 
     return BertForSequenceClassification(config).eval()
 
 
+def hold(folder):
+    """Another live process holding `folder`, as a concurrent hf-lelp run does."""
+    script = (
+        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
+        f"with exclusive_folder({str(folder)!r}, 'test'):\n"
+        "    print('held', flush=True); time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def save_tiny_model(
     folder, num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int = 0, label_names: list[str] | None = None
 ) -> str:

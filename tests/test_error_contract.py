@@ -16,7 +16,7 @@ import pytest
 from huggingface_hub import HfApi, RepoUrl
 
 import hf_lelp
-from conftest import ROOT, make_texts, save_tiny_model
+from conftest import ROOT, hold, make_texts, save_tiny_model
 from hf_lelp.base.errors import StateError, UserError, run_cli, user_error_message
 from hf_lelp.commands import main
 
@@ -156,18 +156,6 @@ def test_bugs_keep_their_traceback_and_disk_errors_do_not():
 
 
 # --- each scenario, through the real command ---------------------------------------------------------------------
-
-
-def hold(folder):
-    """Another live process holding `folder`, as a concurrent hf-lelp run does."""
-    script = (
-        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
-        f"with exclusive_folder({str(folder)!r}, 'test'):\n"
-        "    print('held', flush=True); time.sleep(120)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_a_second_run_on_the_same_output_dir_or_cache(files, tmp_path, capsys):

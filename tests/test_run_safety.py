@@ -1,14 +1,13 @@
 """Stale or wrong state: another run's checkpoint, a folder in use, another method's leftovers, silent configs."""
 
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 from transformers import DataCollatorWithPadding
 
-from conftest import ROOT, make_split, make_tokenizer, tiny_bert
+from conftest import ROOT, hold, make_split, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, build_teacher_cache
 from hf_lelp.base.locks import FolderInUseError
 from hf_lelp.data.tokens import tokenize_split
@@ -38,18 +37,6 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(project, tmp_path)
         project, out, "--resume_from_checkpoint", "true", "--num_train_epochs", "3", "--save_strategy", "epoch"
     )
     assert results["test_accuracy"] is not None and (out / "checkpoint-24").is_dir()
-
-
-def hold(folder):
-    """Another live process holding `folder` (as a concurrent hf-lelp run would)."""
-    script = (
-        "import sys, time; from hf_lelp.base.locks import exclusive_folder\n"
-        f"with exclusive_folder({str(folder)!r}, 'test'):\n"
-        "    print('held', flush=True); time.sleep(120)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 @pytest.mark.fault
