@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 
 DEMO := runs/demo
 
-.PHONY: demo test test-fast test-wheel assets-mpnet benchmark benchmark-strong chromium style quality clean
+.PHONY: demo test test-fast test-wheel assets-mpnet benchmark benchmark-strong benchmark-ceiling chromium style quality clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,15 @@ benchmark-strong: $(BIN)/.installed
 	$(STRONG) report
 	$(BIN)/python benchmarks/perf.py --only memory
 	$(BIN)/python benchmarks/perf.py --only cached_vs_online_kd_mpnet
+
+# Issue #22 on the 2-core CPU (hours): a student trained from scratch, few labelled rows, every train row as the
+# transfer set; the oracle's headroom over KD and LELP's share of it. Each point resumes run by run; then RESULTS.md.
+CEILING := $(BIN)/python benchmarks/ceiling.py point --dataset 20newsgroups_binary
+benchmark-ceiling: $(BIN)/.installed
+	$(CEILING) --labelled 250
+	$(CEILING) --labelled 1000
+	$(CEILING) --labelled 0
+	$(BIN)/python benchmarks/ceiling.py report
 
 style: $(BIN)/.installed
 	$(BIN)/ruff format hf_lelp recipes tests benchmarks

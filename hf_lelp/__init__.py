@@ -10,6 +10,7 @@ from hf_lelp.data.transfer import carve_validation, with_transfer_data
 from hf_lelp.methods.losses import ce_loss, fitnet_loss, kd_loss, lelp_loss, lelp_targets, pkt_loss, rkd_loss
 from hf_lelp.methods.modeling import attach_feature_regressor, attach_subclass_head, load_student
 from hf_lelp.methods.projections import FitOptions, SubclassProjections, fit_projections, load_or_fit_projections
+from hf_lelp.methods.scratch_student import student_from_config
 from hf_lelp.methods.subclasses import fit_kmeans_subclasses, oracle_subclasses
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.metrics import build_compute_metrics
@@ -45,6 +46,7 @@ __all__ = [
     "oracle_subclasses",
     "pkt_loss",
     "rkd_loss",
+    "student_from_config",
     "tokenize_split",
     "with_transfer_data",
 ]

@@ -24,7 +24,9 @@ from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.hub.card import static_card_context
 from hf_lelp.hub.export import base_overrides, measure_export, read_as_trained
 from hf_lelp.hub.output_files import foreign_model_files
+from hf_lelp.hub.publish import public_name
 from hf_lelp.methods.modeling import parameter_counts
+from hf_lelp.methods.scratch_student import architecture_facts
 from hf_lelp.training.arguments import DataArguments, ModelArguments
 from hf_lelp.training.autotune import choose_hparams_automatically
 from hf_lelp.training.builder import build_student, build_subclasses
@@ -125,7 +127,9 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     check_labels_for_method(data, args)
     check_output_dir(args.output_dir, args.method, model_args)
     teacher = {"--teacher": model_args.teacher} if args.uses_teacher else {}
-    check_models(data_args.max_length, data.label_names, {"--student": model_args.student}, teacher)
+    # A from-scratch student is sized for the data and max_length when it is built: only a checkpoint is checked.
+    trained = {} if model_args.student_config else {"--student": model_args.student}
+    check_models(data_args.max_length, data.label_names, trained, teacher)
     cache = projections = None
     if args.uses_teacher:
         cache = ensure_teacher_cache(data, data_args, model_args, args)
@@ -135,7 +139,8 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     if args.method_spec.subclass_source is not None:
         projections = build_subclasses(cache, data, model_args, args)
     set_seed(args.seed)
-    student, tokenizer = build_student(data, model_args, args, projections, cache.hidden_size if cache else None)
+    hidden = cache.hidden_size if cache else None
+    student, tokenizer = build_student(data, model_args, args, projections, hidden, data_args.max_length)
     read_as_trained(tokenizer, data_args.max_length)  # saved with the export: it reads texts as training did
     parameters = parameter_counts(student)
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
@@ -154,6 +159,10 @@ def _run_distillation(data_args: DataArguments, model_args: ModelArguments, args
     card["auto_hparams"] = auto
     card["split_roles"] = split_roles(data, data_args, args, selection_name)
     card["base_overrides"] = base_overrides(student.config, model_args.student_num_layers)
+    card["from_scratch"] = model_args.student_config and {
+        **architecture_facts(student),
+        "tokenizer": public_name(model_args.teacher or model_args.student),
+    }
     trainer = text_trainer(
         student,
         args,

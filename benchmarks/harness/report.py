@@ -10,6 +10,7 @@ import numpy as np
 
 from hf_lelp.methods.registry import get_method, registered_methods
 
+from .ceiling_report import section as ceiling_section
 from .machine import describe
 from .method_stats import method_stats, ordered
 from .search import PAPER_METHOD
@@ -325,6 +326,7 @@ def write_report(results_dir: str, markdown_path: str, plots_dir: str, preamble:
             )
         sections.append("")
     sections += section(os.path.join(results_dir, "strong"), plots_dir, relative)
+    sections += ceiling_section(os.path.join(results_dir, "ceiling"), plots_dir, relative)
     text = "\n".join(sections)
     with open(markdown_path, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -82,8 +82,8 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
 class Runs:
     """Finished runs of one size, kept in a progress file; `run` computes only what is missing."""
 
-    def __init__(self, path: str, workers: int):
-        self.path, self.rows = path, []
+    def __init__(self, path: str, workers: int, job=_job):
+        self.path, self.rows, self.job = path, [], job  # job(folder, method, hparams, seed, split) -> row
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:
                 self.rows = json.load(handle)
@@ -95,7 +95,7 @@ class Runs:
 
     def run(self, jobs: list[tuple]) -> list[dict]:
         done = {self.key(None, r["method"], r["hparams"], r["seed"], r["split"]): r for r in self.rows}
-        futures = {self.key(*job): self.executor.submit(_job, *job) for job in jobs if self.key(*job) not in done}
+        futures = {self.key(*job): self.executor.submit(self.job, *job) for job in jobs if self.key(*job) not in done}
         for key, future in futures.items():
             done[key] = future.result()
             self.rows.append(done[key])

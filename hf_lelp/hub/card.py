@@ -17,6 +17,7 @@ from hf_lelp.data.offline_datasets import OFFLINE_DATASET_SOURCES
 from hf_lelp.data.split_assets import SPLIT_MODELS
 from hf_lelp.hub.publish import public_name
 from hf_lelp.methods.registry import get_method
+from hf_lelp.methods.scratch_student import architecture_facts
 
 TEMPLATE_NAME = "lelp_student.md.j2"
 
@@ -71,13 +72,15 @@ def static_card_context(data, data_args, model_args, teacher_eval: dict, baselin
     """What the card says that does not change during training (set once on the trainer)."""
     eval_split = data_args.eval_split
     local = [model_args.student, model_args.teacher, model_args.cache_dir, data_args.dataset]
+    local += [model_args.student_config]  # a JSON file's path
     local += [resolve_model(name) for name in (model_args.student, model_args.teacher) if name]
     local += list((data_args.data_files() or {}).values()) + [data_args.transfer_data]
     facts = dataset_facts(data_args)
     # The teacher's own evaluation (beside its weights) ran on its own split: shown apart from the student's table.
     teacher_split = next((key[: -len("_accuracy")] for key in teacher_eval if key.endswith("_accuracy")), None)
     return {
-        "base_model": base_model_id(model_args.student),
+        # A from-scratch student has no base checkpoint: workflow adds its architecture as `from_scratch`.
+        "base_model": None if model_args.student_config else base_model_id(model_args.student),
         "student_num_layers": model_args.student_num_layers,
         "dataset": public_name(data_args.data_name()),
         "dataset_hub_id": facts["hub_id"],
@@ -148,8 +151,11 @@ def trainer_card_context(model, teacher_cache=None, train_dataset=None, eval_dat
     lora = getattr(model, "peft_config", {}).get("default")
     if lora is not None:
         peft = {"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout, "merged": False}
+    base = public_name(getattr(config, "_name_or_path", None)) or None
     return {
-        "base_model": public_name(getattr(config, "_name_or_path", None)) or None,
+        "base_model": base,
+        # A model that came from no checkpoint (e.g. hf_lelp.student_from_config) was initialised randomly.
+        "from_scratch": None if base else architecture_facts(model),
         "student_num_layers": None,
         "dataset": dataset,
         "dataset_hub_id": None,  # the trainer cannot tell where the rows came from: no Hub id is claimed

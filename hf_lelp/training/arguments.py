@@ -14,6 +14,7 @@ from transformers import HfArgumentParser
 from hf_lelp.base.errors import UserError
 from hf_lelp.base.extras import check_report_to
 from hf_lelp.base.validation import check_option_values, checked_config_values
+from hf_lelp.methods.scratch_student import parse_student_config
 
 DEFAULT_DATASET = "rotten_tomatoes"  # the offline demo data, loaded when no dataset and no file is given
 
@@ -126,6 +127,9 @@ class DataArguments:
         return {k: v for k, v in caps.items() if v}
 
 
+DEFAULT_STUDENT_LAYERS = 2  # ours: the first 2 of MiniLM-L6's 6 layers, a 3x smaller student
+
+
 @dataclass
 class ModelArguments:
     teacher: str | None = field(
@@ -136,9 +140,19 @@ class ModelArguments:
         default="all-MiniLM-L6-v2", metadata={"help": "Student checkpoint (offline short name, folder or Hub id)."}
     )
     student_num_layers: int | None = field(
-        default=2,
+        default=None,
         metadata={
-            "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM)."
+            "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM). "
+            "Not with --student_config, whose config says its layers."
+        },
+    )
+    student_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train a student from scratch instead of fine-tuning --student: a small BERT-style encoder, "
+            "randomly initialised, with the tokenizer and vocabulary of --teacher (of --student when no teacher is "
+            "named). A preset (tiny, mini, small, medium: the BERT miniatures), key=value pairs "
+            "('layers=2,hidden=128,heads=2'; also intermediate, dropout) or a JSON config file."
         },
     )
     cache_dir: str | None = field(
@@ -190,6 +204,20 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         check_option_values(self)
+        if self.student_config is not None:
+            try:  # a bad value is said before any data is read or any teacher runs
+                parse_student_config(self.student_config)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+            for flag, given in (("student_num_layers", self.student_num_layers), ("use_peft", self.use_peft)):
+                if given:
+                    raise UserError(
+                        f"--{flag} applies to a pretrained --student checkpoint, but --student_config "
+                        f"{self.student_config} trains a new model from scratch: drop --{flag} (the layers of a "
+                        "from-scratch student are set in --student_config, e.g. 'layers=2,hidden=128,heads=2')."
+                    )
+        elif self.student_num_layers is None:
+            self.student_num_layers = DEFAULT_STUDENT_LAYERS
         _check_at_least("teacher_batch_size", self.teacher_batch_size, 1)
         _check_at_least("cache_shard_size", self.cache_shard_size, 1)
         _check_at_least("lora_r", self.lora_r, 1)

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 from transformers import AutoTokenizer, set_seed
 
-from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.load import TextClassificationData
 from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.training.arguments import DataArguments, ModelArguments
-from hf_lelp.training.builder import build_student, build_subclasses
+from hf_lelp.training.builder import build_student, build_subclasses, tokenizer_source
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.trainer import text_trainer
 
@@ -88,7 +87,7 @@ def choose_hparams_automatically(
     candidates = candidate_grid(
         args.auto_num_subclasses, args.auto_subclass_temperatures, cache.hidden_size - cache.num_labels
     )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_args.student))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model_args))
     train_set = tokenize_split(data.splits["train"], tokenizer, data_args.max_length)
     validation = tokenize_split(data.splits["validation"], tokenizer, data_args.max_length)
 
@@ -100,7 +99,7 @@ def choose_hparams_automatically(
         trial.save_strategy, trial.push_to_hub, trial.eval_strategy = "no", False, "no"
         set_seed(args.seed)
         subclasses = build_subclasses(cache, data, model_args, trial)
-        student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size)
+        student, _ = build_student(data, model_args, trial, subclasses, cache.hidden_size, data_args.max_length)
         trainer = text_trainer(student, trial, tokenizer, data, cache, subclasses, train_set)
         trainer.train()
         metrics = trainer.evaluate(validation, metric_key_prefix="validation")

@@ -4,18 +4,21 @@ method's registry entry), LoRA; the accelerate mixed-precision mode of a config.
 
 from __future__ import annotations
 
-from transformers import (
-    AutoTokenizer,
-)
+import logging
+
+from transformers import AutoTokenizer
 
 from hf_lelp.cache.store import TeacherCache
 from hf_lelp.data.assets import resolve_model
 from hf_lelp.data.columns import EXAMPLE_ID, FINE_LABEL
 from hf_lelp.data.load import TextClassificationData
 from hf_lelp.methods.modeling import apply_lora, load_student
+from hf_lelp.methods.scratch_student import architecture_facts, student_from_config
 from hf_lelp.methods.sources import SubclassInputs
 from hf_lelp.training.arguments import ModelArguments
 from hf_lelp.training.config import LELPConfig
+
+logger = logging.getLogger(__name__)
 
 
 def mixed_precision(args: LELPConfig) -> str:
@@ -37,11 +40,21 @@ def build_student(
     args: LELPConfig,
     subclasses=None,
     teacher_size: int | None = None,
+    max_length: int = 512,
 ):
-    """The student model (with the subclass head / FitNet regressor its method needs, wrapped with LoRA on
-    request) and its tokenizer."""
-    student_path = resolve_model(model_args.student)
-    student = load_student(student_path, data.label_names, model_args.student_num_layers)
+    """The student model (a checkpoint fine-tuned, or a new model from --student_config; with the subclass head /
+    FitNet regressor its method needs, wrapped with LoRA on request) and its tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model_args))
+    if model_args.student_config:
+        student = student_from_config(model_args.student_config, tokenizer, data.label_names, max_length)
+        logger.info(
+            "Student trained from scratch (--student_config %s): %s, tokenizer of %s.",
+            model_args.student_config,
+            architecture_facts(student),
+            model_args.teacher if model_args.teacher else model_args.student,
+        )
+    else:
+        student = load_student(resolve_model(model_args.student), data.label_names, model_args.student_num_layers)
     attach_training_modules(student, data.num_labels, args, subclasses, teacher_size)
     if model_args.use_peft:
         student = apply_lora(
@@ -52,7 +65,14 @@ def build_student(
             model_args.lora_dropout,
             model_args.lora_target_modules,
         )
-    return student, AutoTokenizer.from_pretrained(student_path)
+    return student, tokenizer
+
+
+def tokenizer_source(model_args: ModelArguments) -> str:
+    """Where the student's tokenizer comes from: the --student checkpoint's own; a from-scratch student reads the
+    teacher's (its vocabulary is what the teacher saw), or --student's when no teacher is named."""
+    name = model_args.teacher if model_args.student_config and model_args.teacher else model_args.student
+    return resolve_model(name)
 
 
 def attach_training_modules(student, num_labels: int, args: LELPConfig, subclasses=None, teacher_size=None) -> None:

@@ -98,7 +98,7 @@ def prepare_one_call(model, args: LELPConfig, teacher, teacher_cache, projection
     label_names = _label_order(train, evals, options["label_column"], teacher_names)
     convert = _converter(label_names, options)
     train_rows = convert(train, "train")
-    student, tokenizer = _student(model, label_names, kwargs.get("processing_class"))
+    student, tokenizer = _student(model, label_names, kwargs.get("processing_class"), teacher_tokenizer)
     options["max_length"] = _max_length(options["max_length"], teacher_model, student, teacher_cache)
     read_as_trained(tokenizer, options["max_length"])  # the saved tokenizer truncates where training did
     if args.uses_teacher and teacher_cache is None:
@@ -241,8 +241,9 @@ def _label_order(train, evals, label_column: str | None, teacher_names: list[str
     return check_teacher_labels(teacher_names, data_names or teacher_names).names
 
 
-def _student(model, label_names: list[str], tokenizer):
-    """The student model (a checkpoint name is loaded with the class names) and its tokenizer."""
+def _student(model, label_names: list[str], tokenizer, teacher_tokenizer=None):
+    """The student model (a checkpoint name is loaded with the class names) and its tokenizer; a model from no
+    checkpoint (e.g. `student_from_config`, trained from scratch) reads the teacher's tokenizer unless one is given."""
     if isinstance(model, (str, os.PathLike)):
         path = resolve_model(os.fspath(model))
         return load_student(path, label_names), tokenizer or AutoTokenizer.from_pretrained(path)
@@ -258,11 +259,20 @@ def _student(model, label_names: list[str], tokenizer):
     # The saved student must answer with the class names (pipeline), in the order it was trained on.
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
+    source = getattr(model, "name_or_path", "")
+    if tokenizer is None and not source and teacher_tokenizer is not None:
+        tokenizer = teacher_tokenizer
     if tokenizer is None:
-        source = getattr(model, "name_or_path", "")
         if not source:
             raise ValueError("Cannot find the student's tokenizer: pass processing_class=tokenizer.")
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(source))
+    vocabulary = getattr(config, "vocab_size", None)
+    if vocabulary is not None and len(tokenizer) > vocabulary:
+        raise ValueError(
+            f"The student's vocabulary has {vocabulary} entries but its tokenizer has {len(tokenizer)} tokens: build "
+            "the student for this tokenizer (student_from_config(spec, tokenizer, label_names) sizes it), or pass "
+            "processing_class= with the tokenizer the student was made for."
+        )
     return model, tokenizer
 
 

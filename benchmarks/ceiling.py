@@ -1,0 +1,69 @@
+"""Issue #22 on the 2-core CPU: how much can any subclass method add? A student trained from scratch
+(`--student_config tiny`), few labelled rows, every train row as the transfer set; the oracle (true fine labels as
+subclasses) against KD, LELP and CE. See benchmarks/harness/ceiling.py for the protocol.
+
+Stages (each resumable: finished runs are kept in a progress file; wall times in results/ceiling/stages.json):
+    point   one labelled size of one dataset: teacher, cache, validation search, 3 seeds on test
+    report  the "How much can subclasses add?" section of benchmarks/RESULTS.md and its plot
+
+    python benchmarks/ceiling.py point --dataset 20newsgroups_binary --labelled 250
+    python benchmarks/ceiling.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
+
+from benchmarks.strong_teacher import record_stage  # noqa: E402
+
+RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["point", "report"])
+    parser.add_argument("--dataset", default="20newsgroups_binary")
+    parser.add_argument("--labelled", type=int, default=250, help="labelled train rows; 0: all of them")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp", "oracle", "kmeans"])
+    parser.add_argument("--validation", type=int, default=500)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--max_train", type=int, default=0, help="0: every train row not in validation")
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work_dir", default=os.path.join("runs", "ceiling"))
+    parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument("--search", choices=["full", "smoke"], default="full", help="smoke: one value per knob")
+    parser.add_argument("--report", default=os.path.join("benchmarks", "RESULTS.md"))
+    parser.add_argument("--plots_dir", default=os.path.join("benchmarks", "plots"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    command = "python benchmarks/ceiling.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    os.makedirs(args.results_dir, exist_ok=True)
+    start = time.time()
+    if args.stage == "report":
+        from benchmarks.harness.report import write_report
+
+        write_report(os.path.dirname(os.path.abspath(args.results_dir)), args.report, args.plots_dir)
+        return
+    from benchmarks.harness.ceiling import ceiling_point
+
+    ceiling_point(args.dataset, args.labelled, args, command)
+    record_stage(args.results_dir, f"point:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
+
+
+if __name__ == "__main__":
+    main()
