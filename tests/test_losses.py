@@ -101,3 +101,23 @@ def test_losses_are_float32_for_half_precision_inputs():
     targets = lelp_targets(torch.randn(4, 2, 3).half(), teacher, 1.0, 1.0)
     assert targets.dtype == torch.float32
     assert lelp_loss(student, torch.randn(4, 6).half(), targets, 1.0).dtype == torch.float32
+
+
+def test_the_lelp_loss_is_kd_plus_a_within_class_term():
+    """Chain rule of KL: the factorised LELP loss = KD's class term + Σ_c p_c KL(p_s|c || q_s|c), computed apart."""
+    from hf_lelp.methods.losses import lelp_loss_terms
+
+    torch.manual_seed(0)
+    class_logits, subclass_logits, teacher = torch.randn(5, 3), torch.randn(5, 3 * 4), torch.randn(5, 3)
+    targets = lelp_targets(torch.randn(5, 3, 4), teacher, 4.0, 1.0)
+    class_term, within = lelp_loss_terms(class_logits, subclass_logits, targets, 4.0)
+    torch.testing.assert_close(class_term, kd_loss(class_logits, teacher, 4.0))
+    torch.testing.assert_close(class_term + within, lelp_loss(class_logits, subclass_logits, targets, 4.0))
+    p = targets.sum(-1)  # the teacher's class probabilities
+    p_within = targets / p.unsqueeze(-1)
+    log_q_within = torch.log_softmax(subclass_logits.view(5, 3, 4) / 4.0, dim=-1)
+    expected = (p * (p_within * (p_within.log() - log_q_within)).sum(-1)).sum(-1).mean() * 16.0
+    torch.testing.assert_close(within, expected)
+    assert within > 0
+    _, none = lelp_loss_terms(class_logits, None, lelp_targets(torch.zeros(5, 3, 1), teacher, 4.0, 1.0), 4.0)
+    assert abs(float(none)) < 1e-6  # one subclass per class: nothing within classes

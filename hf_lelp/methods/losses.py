@@ -93,6 +93,27 @@ def lelp_loss(
     return loss * temperature**2 if scale_by_temperature_squared else loss
 
 
+def lelp_loss_terms(
+    class_logits: torch.Tensor,
+    subclass_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    temperature: float,
+    scale_by_temperature_squared: bool = True,
+    num_members: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The factorised LELP loss split by the chain rule of KL into (class term, within-class term), which sum to
+    `lelp_loss`: the class term KL(p_c || softmax(u/τ)_c) is KD's loss, the within-class term
+    Σ_c p_c · KL(p_{s|c} || q_{s|c}) is all that the pseudo-subclasses add (issue 22: how much of the loss and its
+    gradient it carries)."""
+    class_targets = targets.float().sum(dim=-1)  # p_c = Σ_s target_{c,s}
+    log_class = torch.log_softmax(class_logits.float() / temperature, dim=-1)
+    class_term = soft_kl(log_class, class_targets)
+    log_q = factorized_log_probs(class_logits, subclass_logits, temperature, num_members)
+    within_term = soft_kl(log_q, targets) - class_term
+    scale = temperature**2 if scale_by_temperature_squared else 1.0
+    return class_term * scale, within_term * scale
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
