@@ -86,6 +86,13 @@ benchmark-strong: $(BIN)/.installed
 	$(BIN)/python benchmarks/perf.py --only memory
 	$(BIN)/python benchmarks/perf.py --only cached_vs_online_kd_mpnet
 
+# Issue #21's figures (modules per folder, floors, arrows, circles, private cross-imports, long modules, near-
+# duplicate blocks) before the layer move and now: benchmarks/results/architecture.json.
+.PHONY: architecture
+architecture:
+	$(BIN)/python benchmarks/architecture.py --rev 9251937 --key before
+	$(BIN)/python benchmarks/architecture.py --rev HEAD --key after
+
 style: $(BIN)/.installed
 	$(BIN)/ruff format hf_lelp recipes tests benchmarks
 	$(BIN)/ruff check --fix hf_lelp recipes tests benchmarks
