@@ -205,3 +205,18 @@ def test_lelp_config_drops_into_a_script_that_builds_training_arguments(tmp_path
     assert (args.learning_rate, args.gradient_accumulation_steps, args.num_subclasses) == (3e-4, 4, 4)
     with pytest.raises(ValueError, match="--method must be one of"):
         LELPConfig(**existing.to_dict(), method="lelpp")
+
+
+def test_the_rotation_of_older_transformers_keeps_what_rotate_checkpoints_keeps(tmp_path):
+    from transformers.trainer_utils import rotate_checkpoints
+
+    from hf_lelp.training.callbacks import rotate_by_step
+
+    kept = []
+    for rotate in (rotate_checkpoints, rotate_by_step):
+        out = tmp_path / rotate.__name__
+        for step in (2, 4, 6, 8, 10):
+            (out / f"checkpoint-{step}").mkdir(parents=True)
+        rotate(output_dir=str(out), save_total_limit=2, best_model_checkpoint=str(out / "checkpoint-4"))
+        kept.append(sorted(p.name for p in out.iterdir()))
+    assert kept[1] == kept[0] == ["checkpoint-10", "checkpoint-4"]
