@@ -112,7 +112,7 @@ def rotate_by_step(
 ) -> None:
     """transformers < 5.25 has no public rotation: the policy of 5.25's `rotate_checkpoints` (the newest and the
     best checkpoint kept, then the newest ones up to the limit), by step number (a checkpoint's mtime is not its
-    age once it was finished or copied)."""
+    age once it was finished or copied; `use_mtime` is taken for the same call and ignored)."""
     if not save_total_limit or save_total_limit <= 0:
         return
     folders = checkpoint_steps(output_dir)  # newest first
