@@ -95,6 +95,13 @@ benchmark-ceiling: $(BIN)/.installed
 	$(CEILING) --labelled 0
 	$(BIN)/python benchmarks/ceiling.py report
 
+# Issue #21's figures (modules per folder, floors, arrows, circles, private cross-imports, long modules, near-
+# duplicate blocks) before the layer move and now: benchmarks/results/architecture.json.
+.PHONY: architecture
+architecture:
+	$(BIN)/python benchmarks/architecture.py --rev 9251937 --key before
+	$(BIN)/python benchmarks/architecture.py --rev HEAD --key after
+
 style: $(BIN)/.installed
 	$(BIN)/ruff format hf_lelp recipes tests benchmarks
 	$(BIN)/ruff check --fix hf_lelp recipes tests benchmarks

@@ -4,13 +4,19 @@ that the architecture page names exists."""
 
 from __future__ import annotations
 
-import ast
+import inspect
+import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
+from transformers import Trainer
 
+from benchmarks.harness.import_graph import circles, find_modules, import_graph, private_imports
 from conftest import ROOT
+from hf_lelp.training.trainer import LELPTrainer
 
 # Bottom to top. A module may import its own sub-package and the layers below it, never one above.
 # evaluate_metrics/ holds the metric scripts that `evaluate` loads by path: they import nothing of hf_lelp.
@@ -28,76 +34,8 @@ LAYERS = {
 MAX_LINES = 400
 
 
-def _modules(top: str) -> dict[str, str]:
-    """Dotted module name -> path, for every .py file under ROOT/top."""
-    found = {}
-    for folder, _, files in os.walk(os.path.join(ROOT, top)):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                dotted = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
-                found[dotted.removesuffix(".__init__")] = path
-    return found
-
-
-MODULES = {**_modules("hf_lelp"), **_modules("benchmarks")}
-
-
-def _imports(module: str, path: str) -> list[tuple[str, list[str]]]:
-    """(imported module, names taken from it) for every import statement, at any depth (lazy ones too)."""
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            names = [alias.name for alias in node.names]
-            # `from package import module` imports that module
-            submodules = [f"{target}.{name}" for name in names if f"{target}.{name}" in MODULES]
-            found += [(sub, []) for sub in submodules]
-            found.append((target, [name for name in names if f"{target}.{name}" not in MODULES]))
-    return [(target, names) for target, names in found if target in MODULES and target != module]
-
-
-GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
-
-
-def _circles() -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on_stack, circles = {}, {}, [], set(), []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for target, _ in GRAPH[node]:
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in on_stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                circles.append(sorted(component))
-
-    for node in sorted(GRAPH):
-        if node not in index:
-            visit(node)
-    return circles
+MODULES = find_modules(ROOT)
+GRAPH = import_graph(MODULES)
 
 
 def _layer(module: str) -> str:
@@ -106,7 +44,7 @@ def _layer(module: str) -> str:
 
 
 def test_no_import_circles_in_the_package_or_the_benchmarks():
-    assert _circles() == []
+    assert circles(GRAPH) == []
 
 
 def test_the_package_imports_point_down_its_layers():
@@ -129,14 +67,7 @@ def test_every_subpackage_is_a_known_layer():
 
 
 def test_no_private_name_crosses_a_module_line():
-    crossing = [
-        f"{module} takes {name} from {target}"
-        for module, imports in GRAPH.items()
-        for target, names in imports
-        for name in names
-        if name.startswith("_") and not name.startswith("__")
-    ]
-    assert crossing == []
+    assert private_imports(GRAPH) == []
 
 
 def test_no_module_of_the_package_is_over_400_lines():
@@ -172,3 +103,29 @@ def test_the_architecture_page_names_every_module(module):
         return  # a sub-package's docstring, named by its folder
     named = _named_in_architecture()
     assert path in named or path.removesuffix("/__init__.py") + "/" in named
+
+
+def test_the_trainer_overrides_at_most_two_private_trainer_methods_each_with_the_versions_checked():
+    private = sorted(
+        name
+        for name in vars(LELPTrainer)
+        if name.startswith("_") and not name.startswith("__") and hasattr(Trainer, name)
+    )
+    assert len(private) <= 2, private
+    source = inspect.getsource(LELPTrainer)
+    for name in private:
+        lines = source[: source.index(f"def {name}(")].splitlines()[-3:]  # the comment right above the def
+        assert any(re.search(r"checked against transformers \d+\.\d+", line) for line in lines), name
+
+
+def test_the_architecture_command_finds_no_circle_and_no_private_cross_import(tmp_path):
+    output = tmp_path / "architecture.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "architecture.py"), "--output", str(output)],
+        check=True,
+        capture_output=True,
+    )
+    after = json.loads(output.read_text())["after"]
+    assert after["rev"] == "working tree" and after["modules"] == len([m for m in MODULES if m.startswith("hf_lelp")])
+    assert after["circles"] == [] and after["private_cross_imports"] == []
+    assert after["modules_over_400_lines"] == {} and after["floors"] >= len(set(LAYERS.values()))

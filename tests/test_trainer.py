@@ -1,5 +1,6 @@
 """LELPTrainer: gradient accumulation, float32 loss, eval outputs, checkpoints, export through a pipeline."""
 
+import json
 import os
 
 import numpy as np
@@ -205,3 +206,38 @@ def test_lelp_config_drops_into_a_script_that_builds_training_arguments(tmp_path
     assert (args.learning_rate, args.gradient_accumulation_steps, args.num_subclasses) == (3e-4, 4, 4)
     with pytest.raises(ValueError, match="--method must be one of"):
         LELPConfig(**existing.to_dict(), method="lelpp")
+
+
+def test_the_rotation_of_older_transformers_keeps_what_rotate_checkpoints_keeps(tmp_path):
+    from transformers.trainer_utils import rotate_checkpoints
+
+    from hf_lelp.training.callbacks import rotate_by_step
+
+    kept = []
+    for rotate in (rotate_checkpoints, rotate_by_step):
+        out = tmp_path / rotate.__name__
+        for step in (2, 4, 6, 8, 10):
+            (out / f"checkpoint-{step}").mkdir(parents=True)
+        rotate(output_dir=str(out), save_total_limit=2, best_model_checkpoint=str(out / "checkpoint-4"))
+        kept.append(sorted(p.name for p in out.iterdir()))
+    assert kept[1] == kept[0] == ["checkpoint-10", "checkpoint-4"]
+
+
+def test_a_checkpoint_save_that_fails_midway_gives_the_user_their_limit_back(setup, tmp_path, monkeypatch):
+    trainer = make_trainer(setup, tmp_path, save_strategy="steps", save_steps=2, save_total_limit=1)
+    stale = tmp_path / "out" / "checkpoint-2"
+    stale.mkdir(parents=True)
+    (stale / "adapter_model.safetensors").write_text("an earlier run's")
+    seen = []
+
+    def fail_after_the_model(output_dir):  # the Trainer's next write after save_model
+        seen.append((trainer.args.save_total_limit, sorted(os.listdir(output_dir))))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer, "_save_optimizer_and_scheduler", fail_after_the_model)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.train()
+    # While it was written the rotation was held and the earlier run's folder gone; afterwards the limit is back.
+    assert seen[0][0] is None and "adapter_model.safetensors" not in seen[0][1] and "model.safetensors" in seen[0][1]
+    assert trainer.args.save_total_limit == 1 and trainer.checkpoint_finisher.held is None
+    assert json.loads((stale / "training_args.json").read_text())["save_total_limit"] == 1

@@ -2,8 +2,8 @@
 
 Checked against transformers 5.17-5.25: Trainer.push_to_hub uploads the whole output_dir, and the checkpoint push
 the checkpoint folder with training_args.bin; here every commit is an allowlisted, scanned staging folder
-(hf_lelp/hub/publish.py). `push_to_hub` replaces the Trainer's; `push_checkpoint` is called by LELPTrainer's
-checkpoint save once the checkpoint is finished (card, completion marker).
+(hf_lelp/hub/publish.py). `push_to_hub` replaces the Trainer's; `push_checkpoint` is called by the
+trainer's CheckpointFinisher (hf_lelp/training/callbacks.py) once the checkpoint is finished (card, marker).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class HubMixin:
         else:
             message = f"Training in progress, epoch {int(self.state.epoch)}"
         # The checkpoint folder holds the model, tokenizer and side files of this step, its card and completion
-        # marker: LELPTrainer pushes it once finished, before old checkpoints are rotated away.
+        # marker: CheckpointFinisher.on_save pushes it once finished, before old checkpoints are rotated away.
         jobs = [self._upload(checkpoint_folder, message, blocking=False)]
         if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None

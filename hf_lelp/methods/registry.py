@@ -77,8 +77,9 @@ class Method:
 
     def option_values(self, args: RunOptions, subclasses: SubclassSource | None = None) -> dict:
         """The options this method reads, with the run's values: S, β and the head's layout for a method with
-        pseudo-subclasses (S as the source was built), τ for one that reads the teacher's logits, α for all; then
-        its own settings (`card_values`). A labels-only method records none of S, β, τ."""
+        pseudo-subclasses (S as the source was built), τ and its τ² scaling for one that reads the teacher's logits,
+        α for all; then its own settings (`card_values`). A labels-only method records none of S, β, τ. They are
+        also the method's part of a run's identity (hf_lelp/training/resume.py)."""
         values = {}
         if self.subclass_source is not None:
             values["subclass_head"] = args.subclass_head
@@ -86,6 +87,7 @@ class Method:
             values["subclass_temperature"] = args.subclass_temperature
         if self.uses_teacher:
             values["temperature"] = args.temperature
+            values["scale_by_temperature_squared"] = args.scale_by_temperature_squared
         values["hard_label_weight"] = args.hard_label_weight
         return {**values, **self.card_values(args, subclasses)}
 

@@ -17,6 +17,16 @@ from hf_lelp.base.validation import check_option_values, checked_config_values
 from hf_lelp.methods.scratch_student import parse_student_config
 
 DEFAULT_DATASET = "rotten_tomatoes"  # the offline demo data, loaded when no dataset and no file is given
+# The flags below that a resumed run may change (hf_lelp/training/resume.py): the others make the run. Data and
+# models are named by paths whose content is fingerprinted instead (the train split's rows, the teacher cache, the
+# student's architecture and weights); evaluation data is not trained on; the rest batches the teacher pass or
+# shapes the report and the export. (Not field metadata: HfArgumentParser passes that to argparse.)
+RESUMABLE_FLAGS = (
+    *("dataset", "train_file", "validation_file", "test_file", "transfer_data", "encoding"),
+    *("eval_split", "max_eval_examples"),
+    *("teacher", "student", "cache_dir", "cache_shard_size", "teacher_batch_size", "projections_path"),
+    *("baseline_results", "extra_metrics", "merge_lora"),
+)
 
 
 @dataclass

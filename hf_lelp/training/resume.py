@@ -6,26 +6,36 @@ would otherwise be resumed silently, train 0 steps and export the old weights un
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
 import logging
 import os
 
+from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_lelp.base.io_utils import read_json, write_json_atomic
 from hf_lelp.cache.store import FINGERPRINT_KEYS
+from hf_lelp.training.arguments import RESUMABLE_FLAGS
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_MARKER = "lelp_checkpoint_complete.json"
-# Every setting takes part in a run's identity except these, which may change when a run is resumed: how long it
-# trains, where it writes, what and how it logs, saves, evaluates and pushes, how the same computation is run
-# (devices, data loading, memory), and the paths whose content is fingerprinted instead (data, teacher, student).
-# A new setting of transformers or hf-lelp is part of the identity until it is listed here.
-RESUMABLE_SETTINGS = (
-    # TrainingArguments (LELPConfig)
+# A run's identity has four parts, each from where its settings are defined:
+# - hf-lelp's own options (LELPConfig beyond TrainingArguments): `method` and the options its registry entry reads
+#   (`Method.option_values`: S, β, the head, τ, α, its card fields). A new option of an entry takes part by
+#   itself; the --auto_hparams search flags do not (the S and β it chose do).
+# - the teacher cache: its fingerprint keys (hf_lelp.cache.store.FINGERPRINT_KEYS), below.
+# - the recipe's model and data flags (hf_lelp/training/arguments.py): all but its RESUMABLE_FLAGS, beside their
+#   definitions (paths whose content is fingerprinted instead, the teacher pass's batching, the export).
+# - transformers' TrainingArguments: all but the fields below. transformers records nothing of which of its
+#   arguments change the trained model, so this list is ours (checked against transformers 5.17-5.25): how long
+#   a run trains, where it writes, what and how it logs, saves, evaluates and pushes, and how the same
+#   computation is run (devices, data loading, memory). A new field of transformers is part of the identity
+#   until it is listed here.
+RESUMABLE_TRAINER_ARGUMENTS = (
     "output_dir",
     "num_train_epochs",
     "max_steps",
@@ -74,32 +84,8 @@ RESUMABLE_SETTINGS = (
     "do_train",
     "do_eval",
     "do_predict",
-    "auto_hparams",  # the search itself: the S and β it chose are part of the identity
-    "auto_num_subclasses",
-    "auto_subclass_temperatures",
-    "auto_budget_epochs",
-    "auto_keep",
-    # DataArguments: the train split's content is fingerprinted (train_digest); evaluation data is not trained on
-    "dataset",
-    "train_file",
-    "validation_file",
-    "test_file",
-    "transfer_data",
-    "encoding",
-    "eval_split",
-    "max_eval_examples",
-    # ModelArguments: teacher and cache by their content (cache_*), the student by its architecture and the
-    # checkpoint's weights; the rest is the teacher pass's batching, the card and the export
-    "teacher",
-    "student",
-    "cache_dir",
-    "cache_shard_size",
-    "teacher_batch_size",
-    "projections_path",
-    "baseline_results",
-    "extra_metrics",
-    "merge_lora",
 )
+TRAINER_ARGUMENTS = frozenset(field.name for field in dataclasses.fields(TrainingArguments))
 # Config entries that saving or loading fills in (save_pretrained sets `architectures` and `dtype`), not structure.
 CONFIG_BOOKKEEPING = ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype", "use_cache")
 # The cache's fingerprint keys (hf_lelp.cache.store) that a checkpoint's marker records: all but the tokenizer's,
@@ -111,21 +97,22 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resumable(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in RESUMABLE_SETTINGS)
+def resumable_trainer_argument(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in RESUMABLE_TRAINER_ARGUMENTS)
 
 
-def identity_settings(values: dict) -> dict:
-    """The settings of `values` (flag name -> value) that make the run: all but RESUMABLE_SETTINGS. A string
-    naming a local path is recorded as a digest (the marker may be published with a checkpoint)."""
-    kept = {}
-    for name, value in values.items():
-        if resumable(name):
-            continue
-        if isinstance(value, str) and os.path.isabs(value):
-            value = f"sha256:{_digest(value)}"
-        kept[name] = value
-    return kept
+def identity_settings(args, settings: dict | None = None) -> dict:
+    """The settings that make the run (the four parts above but the cache's). A string naming a local path is
+    recorded as a digest (the marker may be published with a checkpoint)."""
+    values = args.to_dict()
+    kept = {name: values[name] for name in TRAINER_ARGUMENTS & set(values) if not resumable_trainer_argument(name)}
+    kept["method"] = args.method
+    kept.update(args.method_spec.option_values(args))
+    kept.update({name: value for name, value in (settings or {}).items() if name not in RESUMABLE_FLAGS})
+    return {
+        name: f"sha256:{_digest(value)}" if isinstance(value, str) and os.path.isabs(value) else value
+        for name, value in sorted(kept.items())
+    }
 
 
 def dataset_digest(dataset) -> str:
@@ -146,11 +133,10 @@ def run_fingerprint(
     train_digest: str | None = None,
     settings: dict | None = None,
 ) -> dict:
-    """What makes two runs train the same model: every setting but the resumable ones (the training arguments,
-    and `settings`: the recipe's model and data flags), the student's architecture, the teacher cache (teacher
+    """What makes two runs train the same model: the settings of `identity_settings` (`settings`: the recipe's
+    model and data flags), the student's architecture, the teacher cache (teacher
     weights, data, max length) and the training set's size and content."""
-    fingerprint = identity_settings(args.to_dict())
-    fingerprint.update(identity_settings(settings or {}))
+    fingerprint = identity_settings(args, settings)
     architecture = {k: v for k, v in model_config.items() if k not in CONFIG_BOOKKEEPING}
     fingerprint["student_architecture"] = _digest(architecture)
     for name in CACHE_FIELDS:
@@ -200,9 +186,11 @@ def check_resumable(checkpoint: str, fingerprint: dict) -> None:
             f"Checkpoint {checkpoint} records no full run configuration (written by an older hf-lelp), so it cannot "
             "be shown to belong to this run. Start without --resume_from_checkpoint, or use another --output_dir."
         )
+    # Compared on this run's identity: a setting an older checkpoint recorded that no longer makes the run (S of a
+    # `ce` run, before the identity came from the registry) does not refuse it.
     diffs = [
         f"{key}: checkpoint {found.get(key)!r}, this run {fingerprint.get(key)!r}"
-        for key in sorted(set(found) | set(fingerprint))
+        for key in sorted(fingerprint)
         if found.get(key) != fingerprint.get(key)
     ]
     if diffs:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
 import uuid
 
 import datasets
@@ -14,15 +12,6 @@ from accelerate.state import AcceleratorState
 from transformers import DataCollatorWithPadding, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-from hf_lelp.training.metrics import build_compute_metrics
-from hf_lelp.training.one_call import prepare_one_call, wants_preparation
-
-try:  # transformers >= 5.25; earlier releases rotate through Trainer._rotate_checkpoints
-    from transformers.trainer_utils import rotate_checkpoints
-except ImportError:
-    rotate_checkpoints = None
 
 from hf_lelp.base.io_utils import write_json_atomic
 from hf_lelp.cache.store import TeacherCache
@@ -50,9 +39,9 @@ from hf_lelp.methods.terms import LossInputs
 from hf_lelp.training.builder import attach_training_modules
 from hf_lelp.training.callbacks import CheckpointFinisher
 from hf_lelp.training.config import LELPConfig
+from hf_lelp.training.metrics import build_compute_metrics
+from hf_lelp.training.one_call import prepare_one_call, wants_preparation
 from hf_lelp.training.resume import check_resumable, dataset_digest, last_complete_checkpoint, run_fingerprint
-
-logger = logging.getLogger(__name__)
 
 
 class LELPTrainer(HubMixin, Trainer):
@@ -113,7 +102,7 @@ class LELPTrainer(HubMixin, Trainer):
             AcceleratorState._reset_state()
         super().create_accelerator_and_postprocess()
 
-    # Private override (checked against transformers 5.17-5.24): `remove_unused_columns` keeps only the model's
+    # Private override (checked against transformers 5.17-5.25): `remove_unused_columns` keeps only the model's
     # forward arguments; the loss needs `example_id` too, and turning the user's flag off would be worse.
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -205,71 +194,30 @@ class LELPTrainer(HubMixin, Trainer):
             inputs = {k: v for k, v in inputs.items() if k not in (EXAMPLE_ID, TEXT_HASH)}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
-    # Private override (checked against transformers 5.17-5.24): the weights must leave out the training-only
+    # Public, with the Trainer's own keyword: its checkpoint save begins here (transformers 5.17-5.25 call
+    # save_model(folder, _internal_call=True) first in _save_checkpoint), before anything writes into the folder.
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if _internal_call and self.checkpoint_finisher.is_checkpoint(output_dir):
+            self.checkpoint_finisher.begin(output_dir)
+        super().save_model(output_dir, _internal_call=_internal_call)
+
+    # Private override (checked against transformers 5.17-5.25): the weights must leave out the training-only
     # modules before they are written, and no public hook sees the state dict of both save_model and checkpoints.
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Every save (checkpoints included) is a plain C-class model plus the subclass head as a side file, with
         nothing of another model beside it: a checkpoint folder left by an earlier run was removed before the
-        checkpoint save began, and in any other folder the files an earlier run saved are removed first
-        (hf_lelp/hub/output_files.py)."""
+        checkpoint save began (CheckpointFinisher.begin), and in any other folder the files an earlier run saved
+        are removed first (hf_lelp/hub/output_files.py)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             self._save_files(output_dir, state_dict)
-        elif self._is_checkpoint_being_written(output_dir):
+        elif self.checkpoint_finisher.writing == os.path.abspath(output_dir):
             # The checkpoint's arguments (training_args.bin/.json) record the user's values, not the held ones.
-            self.args.save_total_limit, self.args.push_to_hub = self._held_save_total_limit, self._held_push
-            try:
+            with self.checkpoint_finisher.user_values():
                 self._save_files(output_dir, state_dict)
-            finally:
-                self.args.save_total_limit, self.args.push_to_hub = None, False
         else:
             with fresh_save(output_dir, self.save_run_id):
                 self._save_files(output_dir, state_dict)
-
-    def _is_checkpoint_being_written(self, output_dir: str) -> bool:
-        name = os.path.basename(os.path.normpath(output_dir))
-        current = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        return getattr(self, "_saving_checkpoint", False) and name == current
-
-    # Private override (checked against transformers 5.17-5.25): the Trainer deletes old checkpoints
-    # (--save_total_limit) before any on_save callback runs, so a kill right after the deletion would leave no
-    # complete checkpoint. The rotation is held back until the new checkpoint is marked complete.
-    def _save_checkpoint(self, model, trial) -> None:
-        run_dir = self._get_output_dir(trial=trial)
-        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        self._remove_stale_checkpoint(folder)
-        limit = self._held_save_total_limit = self.args.save_total_limit
-        push = self._held_push = self.args.push_to_hub
-        # Held back too: the Trainer would push the checkpoint before it is finished, through its private
-        # _push_from_checkpoint; it is pushed below, finished, through the allowlist (hf_lelp/hub/trainer_hub.py).
-        self.args.save_total_limit, self.args.push_to_hub, self._saving_checkpoint = None, False, True
-        self.checkpoint_finisher.finished = None  # a new save: the folder is finished (again) below
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit, self.args.push_to_hub, self._saving_checkpoint = limit, push, False
-        self.checkpoint_finisher.finish(folder)
-        if push:
-            self.push_checkpoint(folder)
-        if not self.args.should_save:
-            return
-        if rotate_checkpoints is None:
-            self._rotate_checkpoints(use_mtime=True, output_dir=run_dir)
-        else:
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
-            )
-
-    def _remove_stale_checkpoint(self, folder: str) -> None:
-        """A folder of this step's name left by an earlier run (its completion marker, another model's files) would
-        mix with this save: removed before any process writes into it."""
-        if self.args.should_save and os.path.isdir(folder):
-            logger.warning("Replacing %s, left by an earlier run.", folder)
-            shutil.rmtree(folder)
-        self.accelerator.wait_for_everyone()
 
     def record_written(self, *names: str) -> None:
         """Files written in output_dir after the save (results.json, the card): this run's, removed by the next
@@ -343,7 +291,10 @@ class LELPTrainer(HubMixin, Trainer):
             check_resumable(resume_from_checkpoint, self.run_fingerprint())
             # The Trainer restores the model's own weights; the training-only modules come from their side files.
             load_auxiliary(self.model, resume_from_checkpoint)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:  # a checkpoint save that failed before on_save still holds the user's limit and push
+            self.checkpoint_finisher.release()
 
 
 def _check_train_rows(cache: TeacherCache, train_dataset) -> None:
