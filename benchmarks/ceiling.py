@@ -4,9 +4,13 @@ subclasses) against KD, LELP and CE. See benchmarks/harness/ceiling.py for the p
 
 Stages (each resumable: finished runs are kept in a progress file; wall times in results/ceiling/stages.json):
     point   one labelled size of one dataset: teacher, cache, validation search, 3 seeds on test
+    terms   why LELP trails KD on fine-tuned students: the within-class term's share of the loss and of its gradient
+            over one LELP run of the fine-tuned track (a point's teacher, its first --rows train rows)
+    sweep   S, β, τ and α on validation for the fine-tuned track, then the best of each family on test
     report  the "How much can subclasses add?" section of benchmarks/RESULTS.md and its plot
 
     python benchmarks/ceiling.py point --dataset 20newsgroups_binary --labelled 250
+    python benchmarks/ceiling.py terms --folder runs/ceiling/20newsgroups_binary/labelled1000
     python benchmarks/ceiling.py report
 """
 
@@ -17,6 +21,7 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +35,7 @@ RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["point", "report"])
+    parser.add_argument("stage", choices=["point", "terms", "sweep", "report"])
     parser.add_argument("--dataset", default="20newsgroups_binary")
     parser.add_argument("--labelled", type=int, default=250, help="labelled train rows; 0: all of them")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -42,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work_dir", default=os.path.join("runs", "ceiling"))
     parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument("--folder", default=os.path.join("runs", "ceiling", "20newsgroups_binary", "labelled1000"))
+    parser.add_argument("--rows", type=int, default=2000, help="terms, sweep: transfer rows (the folder's first)")
+    parser.add_argument("--every", type=int, default=10, help="terms: optimizer steps between measurements")
     parser.add_argument("--search", choices=["full", "smoke"], default="full", help="smoke: one value per knob")
     parser.add_argument("--report", default=os.path.join("benchmarks", "RESULTS.md"))
     parser.add_argument("--plots_dir", default=os.path.join("benchmarks", "plots"))
@@ -59,10 +67,27 @@ def main(argv: list[str] | None = None) -> None:
 
         write_report(os.path.dirname(os.path.abspath(args.results_dir)), args.report, args.plots_dir)
         return
-    from benchmarks.harness.ceiling import ceiling_point
+    if args.stage == "point":
+        from benchmarks.harness.ceiling import ceiling_point
 
-    ceiling_point(args.dataset, args.labelled, args, command)
-    record_stage(args.results_dir, f"point:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
+        ceiling_point(args.dataset, args.labelled, args, command)
+        record_stage(args.results_dir, f"point:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
+        return
+    from benchmarks.harness import lelp_terms
+
+    dataset = os.path.basename(os.path.dirname(os.path.normpath(args.folder)))
+    if args.stage == "terms":
+        with tempfile.TemporaryDirectory() as work:
+            result = lelp_terms.terms_run(args.folder, args.rows, args.every, work)
+    else:
+        result = lelp_terms.sweep(args)
+    teacher = os.path.basename(os.path.normpath(args.folder))
+    from benchmarks.harness.machine import machine_info
+
+    result.update(dataset=dataset, teacher_folder=teacher, command=command, machine=machine_info())
+    result["wall_seconds"] = time.time() - start
+    lelp_terms.dump(os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json"), result)
+    record_stage(args.results_dir, f"{args.stage}:{dataset}:{teacher}", time.time() - start, command)
 
 
 if __name__ == "__main__":

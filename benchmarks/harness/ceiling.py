@@ -90,7 +90,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
     """One from-scratch student: CE on the labelled rows, every teacher method on the whole transfer set."""
     from hf_lelp.training.arguments import DataArguments, ModelArguments
 
-    from .student_job import distill_student
+    from .student_job import distill_student, student_row
 
     with open(os.path.join(folder, "ceiling.json"), encoding="utf-8") as handle:
         facts = json.load(handle)
@@ -113,17 +113,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
     if spec.subclass_source is not None:
         settings["grouping"] = "prediction"  # the transfer rows' labels are unused
     results = distill_student(data_args, model_args, method, seed, hparams, use_cpu=True, **settings)
-    return {
-        "method": method,
-        "seed": seed,
-        "split": split,
-        "hparams": hparams,
-        "accuracy": results[f"{split}_accuracy"],
-        "macro_f1": results[f"{split}_macro_f1"],
-        "train_examples": results["train_examples"],
-        "num_subclasses": results.get("num_subclasses"),
-        "train_seconds": results["train_seconds"],
-    }
+    return student_row(method, seed, split, hparams, results)
 
 
 def choose(runs: Runs, folder: str, methods: list[str], seed: int, smoke: bool) -> tuple[dict, list[dict]]:

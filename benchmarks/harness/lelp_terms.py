@@ -22,6 +22,9 @@ from hf_lelp.base.io_utils import write_atomic
 from hf_lelp.methods.losses import lelp_loss_terms, lelp_targets
 from hf_lelp.methods.modeling import SUBCLASS_HEAD, SUBCLASS_LOGITS, subclass_logits_of
 
+from .search import select
+from .strong_transformer import Runs
+
 STUDENT, STUDENT_LAYERS = "all-MiniLM-L6-v2", 2
 FIXED = {"num_train_epochs": 4, "per_device_train_batch_size": 32}  # the strong study's transformer track
 BASE = {"learning_rate": 3e-4, "temperature": 4.0}  # the strong study's validation choice for KD (Rotten Tomatoes)
@@ -72,9 +75,9 @@ class TermsProbe(TrainerCallback):
         self.rows.append(
             {
                 "step": step,
-                "class_term": float(class_term),
-                "within_term": float(within),
-                "within_share_of_loss": float(within / (class_term + within)),
+                "class_term": float(class_term.detach()),
+                "within_term": float(within.detach()),
+                "within_share_of_loss": float((within / (class_term + within)).detach()),
                 "class_grad_norm": norms[0],
                 "within_grad_norm": norms[1],
                 "within_to_class_grad_ratio": norms[1] / norms[0] if norms[0] else None,
@@ -163,7 +166,7 @@ def sweep_job(target: str, method: str, hparams: dict, seed: int, split: str) ->
     """One fine-tuned student trained by the recipe's own job on a prefix folder; metrics of its reloaded export."""
     from hf_lelp.training.arguments import DataArguments, ModelArguments
 
-    from .student_job import distill_student
+    from .student_job import distill_student, student_row
 
     folder = os.path.dirname(target)
     data_args = DataArguments(
@@ -180,15 +183,7 @@ def sweep_job(target: str, method: str, hparams: dict, seed: int, split: str) ->
         cache_dir=os.path.join(target, "teacher_cache"),
     )
     results = distill_student(data_args, model_args, method, seed, hparams, use_cpu=True, **FIXED)
-    return {
-        "method": method,
-        "seed": seed,
-        "split": split,
-        "hparams": hparams,
-        "accuracy": results[f"{split}_accuracy"],
-        "macro_f1": results[f"{split}_macro_f1"],
-        "train_seconds": results["train_seconds"],
-    }
+    return student_row(method, seed, split, hparams, results)
 
 
 def sweep_grid() -> list[tuple[str, dict]]:
@@ -200,3 +195,39 @@ def sweep_grid() -> list[tuple[str, dict]]:
     grid += [("lelp", {**BASE, **DEMO_LELP, "temperature": t}) for t in (1.0, 2.0)]
     grid += [("kd", {**BASE, "hard_label_weight": 0.5}), ("lelp", {**BASE, **DEMO_LELP, "hard_label_weight": 0.5})]
     return grid
+
+
+def sweep(args) -> dict:
+    """Validation candidates (seed 0), then the best of each family on test over every seed."""
+    target = prefix_folder(args.folder, args.rows)
+    grid = sweep_grid()
+    runs = Runs(
+        os.path.join(args.results_dir, f"lelp_vs_kd_{os.path.basename(target)}.progress.json"),
+        args.workers,
+        job=sweep_job,
+    )
+    try:
+        first = next((m, h) for m, h in grid if m != "ce")
+        runs.run([(target, *first, args.seeds[0], "validation")])  # alone: builds the teacher cache once
+        trials = runs.run([(target, m, h, args.seeds[0], "validation") for m, h in grid])
+        chosen = {}
+        for name, keep in (
+            ("ce", lambda r: r["method"] == "ce"),
+            ("kd", lambda r: r["method"] == "kd" and "hard_label_weight" not in r["hparams"]),
+            ("lelp", lambda r: r["method"] == "lelp" and "hard_label_weight" not in r["hparams"]),
+            ("kd+labels", lambda r: r["method"] == "kd" and "hard_label_weight" in r["hparams"]),
+            ("lelp+labels", lambda r: r["method"] == "lelp" and "hard_label_weight" in r["hparams"]),
+        ):
+            best = select([r for r in trials if keep(r)])
+            chosen[name] = {"method": best["method"], "hparams": best["hparams"]}
+        tests = runs.run(
+            [(target, c["method"], c["hparams"], seed, "test") for c in chosen.values() for seed in args.seeds]
+        )
+    finally:
+        runs.close()
+    return {
+        "settings": {**FIXED, "transfer_rows": args.rows},
+        "trials": trials,
+        "chosen": chosen,
+        "runs": tests,
+    }

@@ -23,7 +23,7 @@ from .curve import teacher_choice
 from .machine import machine_info
 from .prepare import PreparedDataset
 from .search import PAPER_METHOD, select
-from .student_job import distill_student
+from .student_job import distill_student, student_row
 
 logger = logging.getLogger(__name__)
 STUDENT = "all-MiniLM-L6-v2"
@@ -66,17 +66,7 @@ def _job(folder: str, method: str, hparams: dict, seed: int, split: str) -> dict
         cache_dir=os.path.join(folder, "teacher_cache"),
     )
     results = distill_student(data_args, model_args, method, seed, hparams, use_cpu=True, **FIXED)
-    return {
-        "method": method,
-        "seed": seed,
-        "split": split,
-        "hparams": hparams,
-        "accuracy": results[f"{split}_accuracy"],
-        "trainer_accuracy": results.get(f"{split}_trainer_accuracy"),  # the head's own (flat: before export)
-        "macro_f1": results[f"{split}_macro_f1"],
-        "export_agreement": results.get("export_agreement"),
-        "train_seconds": results["train_seconds"],
-    }
+    return student_row(method, seed, split, hparams, results)
 
 
 class Runs:

@@ -39,3 +39,20 @@ def distill_student(
     finally:
         if output_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def student_row(method: str, seed: int, split: str, hparams: dict, results: dict) -> dict:
+    """What every track keeps of one student: its identity and the metrics of its reloaded export on `split`."""
+    return {
+        "method": method,
+        "seed": seed,
+        "split": split,
+        "hparams": hparams,
+        "accuracy": results[f"{split}_accuracy"],
+        "trainer_accuracy": results.get(f"{split}_trainer_accuracy"),  # the head's own (flat: before export)
+        "macro_f1": results[f"{split}_macro_f1"],
+        "export_agreement": results.get("export_agreement"),
+        "train_examples": results.get("train_examples"),
+        "num_subclasses": results.get("num_subclasses"),  # as built (the oracle's: its number of fine labels)
+        "train_seconds": results["train_seconds"],
+    }
