@@ -98,11 +98,11 @@ def lelp_loss_terms(
     subclass_logits: torch.Tensor | None,
     targets: torch.Tensor,
     temperature: float,
-    scale_by_temperature_squared: bool = True,
+    *,
     num_members: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The factorised LELP loss split by the chain rule of KL into (class term, within-class term), which sum to
-    `lelp_loss`: the class term KL(p_c || softmax(u/τ)_c) is KD's loss, the within-class term
+    """The factorised LELP loss (× τ²) split by the chain rule of KL into (class term, within-class term), which sum
+    to `lelp_loss`: the class term KL(p_c || softmax(u/τ)_c) is KD's loss, the within-class term
     Σ_c p_c · KL(p_{s|c} || q_{s|c}) is all that the pseudo-subclasses add (issue 22: how much of the loss and its
     gradient it carries)."""
     class_targets = targets.float().sum(dim=-1)  # p_c = Σ_s target_{c,s}
@@ -110,8 +110,7 @@ def lelp_loss_terms(
     class_term = soft_kl(log_class, class_targets)
     log_q = factorized_log_probs(class_logits, subclass_logits, temperature, num_members)
     within_term = soft_kl(log_q, targets) - class_term
-    scale = temperature**2 if scale_by_temperature_squared else 1.0
-    return class_term * scale, within_term * scale
+    return class_term * temperature**2, within_term * temperature**2
 
 
 def kd_loss(
