@@ -72,7 +72,8 @@ def readme_section_blocks(title: str, language: str) -> list[str]:
 
 def shell_commands(block: str) -> list[list[str]]:
     """The commands of a ```bash block (continuation lines joined, comments dropped)."""
-    return [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    commands = [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines()]
+    return [argv for argv in commands if argv]
 
 
 # What makes the README's commands fast here: tiny models, short inputs, one epoch (later flags win).
@@ -80,7 +81,7 @@ FAST = ["--max_length", "16", "--per_device_train_batch_size", "16", "--report_t
 FAST += ["--save_strategy", "no", "--disable_tqdm", "true"]
 FAST_FLAGS = {
     "train-teacher": FAST + ["--num_train_epochs", "3", "--learning_rate", "1e-3"],
-    "distill": FAST + ["--student_num_layers", "1", "--num_subclasses", "2", "--num_train_epochs", "1"],
+    "distill": FAST + ["--num_subclasses", "2", "--num_train_epochs", "1"],
 }
 
 
@@ -99,7 +100,10 @@ def test_your_own_data_runs_outside_the_checkout(tmp_path, monkeypatch):
     for argv in shell_commands(bash):
         assert argv[0] == "hf-lelp", argv
         argv = [init if arg == "all-MiniLM-L6-v2" else arg for arg in argv[1:]]
-        commands.main(argv + FAST_FLAGS[argv[0]] + (["--student", init] if argv[0] == "distill" else []))
+        pretrained = argv[0] == "distill" and "--student_config" not in argv  # a from-scratch student has none
+        commands.main(
+            argv + FAST_FLAGS[argv[0]] + (["--student", init, "--student_num_layers", "1"] if pretrained else [])
+        )
     results = json.loads((tmp_path / "my_student" / "results.json").read_text())
     assert results["train_examples"] == 60 and results["test_examples"] == 24, results
     for folder in ("my_teacher", "my_student"):
@@ -107,6 +111,9 @@ def test_your_own_data_runs_outside_the_checkout(tmp_path, monkeypatch):
             (str(i), name) for i, name in enumerate(names)
         )
     assert "train.csv" in (tmp_path / "my_student" / "README.md").read_text()
+    tiny = json.loads((tmp_path / "my_tiny_student" / "config.json").read_text())
+    assert (tiny["num_hidden_layers"], tiny["hidden_size"], tiny["id2label"]["0"]) == (2, 128, names[0])
+    assert "**trained from scratch**" in (tmp_path / "my_tiny_student" / "README.md").read_text()
     assert "all-MiniLM-L6-v2" in python, "the README's Python block no longer names the student: update this test"
     namespace: dict = {}
     exec(compile(python.replace('"all-MiniLM-L6-v2"', repr(init)), "README: your own data", "exec"), namespace)

@@ -72,6 +72,7 @@ def test_a_student_from_config_reads_the_tokenizers_vocabulary_and_the_class_nam
     [
         (["--student_num_layers", "1"], "--student_num_layers applies to a pretrained --student checkpoint"),
         (["--use_peft", "true"], "--use_peft applies to a pretrained --student checkpoint"),
+        (["--student", "all-MiniLM-L6-v2"], "--student applies to a pretrained --student checkpoint"),
         ([], "--student_config 'layers=1,width=2': 'width=2' is neither a preset"),
     ],
 )

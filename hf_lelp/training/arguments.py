@@ -137,6 +137,7 @@ class DataArguments:
         return {k: v for k, v in caps.items() if v}
 
 
+DEFAULT_STUDENT = "all-MiniLM-L6-v2"
 DEFAULT_STUDENT_LAYERS = 2  # ours: the first 2 of MiniLM-L6's 6 layers, a 3x smaller student
 
 
@@ -146,8 +147,12 @@ class ModelArguments:
         default=None,
         metadata={"help": "Fine-tuned teacher classifier (folder or Hub id); train one with `hf-lelp train-teacher`."},
     )
-    student: str = field(
-        default="all-MiniLM-L6-v2", metadata={"help": "Student checkpoint (offline short name, folder or Hub id)."}
+    student: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Student checkpoint (offline short name, folder or Hub id); default {DEFAULT_STUDENT}. With "
+            "--student_config and no --teacher: only its tokenizer is used."
+        },
     )
     student_num_layers: int | None = field(
         default=None,
@@ -219,7 +224,10 @@ class ModelArguments:
                 parse_student_config(self.student_config)
             except ValueError as error:
                 raise UserError(str(error)) from None
-            for flag, given in (("student_num_layers", self.student_num_layers), ("use_peft", self.use_peft)):
+            pretrained = (("student_num_layers", self.student_num_layers), ("use_peft", self.use_peft))
+            # With a teacher, the tokenizer is the teacher's: a --student checkpoint would have no part in the run.
+            pretrained += (("student", self.student if self.teacher else None),)
+            for flag, given in pretrained:
                 if given:
                     raise UserError(
                         f"--{flag} applies to a pretrained --student checkpoint, but --student_config "
@@ -228,6 +236,8 @@ class ModelArguments:
                     )
         elif self.student_num_layers is None:
             self.student_num_layers = DEFAULT_STUDENT_LAYERS
+        if self.student is None and not (self.student_config and self.teacher):
+            self.student = DEFAULT_STUDENT  # with --student_config and no teacher: the tokenizer's source
         _check_at_least("teacher_batch_size", self.teacher_batch_size, 1)
         _check_at_least("cache_shard_size", self.cache_shard_size, 1)
         _check_at_least("lora_r", self.lora_r, 1)
