@@ -1,0 +1,55 @@
+"""The ceiling study's protocol and report (issue 22): who trains on which rows, and a reading computed from the
+tables (headroom and LELP's share only where the oracle's gain is beyond noise)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.harness import ceiling, ceiling_report
+
+
+def result(accuracies: dict[str, list[float]], labelled: int = 250) -> dict:
+    runs = [
+        {"method": m, "seed": s, "split": "test", "hparams": {}, "accuracy": a, "macro_f1": a}
+        for m, values in accuracies.items()
+        for s, a in enumerate(values)
+    ]
+    return {
+        "dataset": "toy",
+        "labelled_rows": labelled,
+        "transfer_rows": 9000,
+        "teacher": {"accuracy": 0.9},
+        "runs": runs,
+    }
+
+
+def test_lelps_share_is_measured_only_where_the_oracle_gains_beyond_noise():
+    headroom = result({"kd": [0.80, 0.81, 0.79], "lelp": [0.82, 0.83, 0.81], "oracle": [0.85, 0.86, 0.84]})
+    assert ceiling_report.gap(headroom, "oracle", "kd")["beyond_noise"]
+    assert ceiling_report.share(headroom) == pytest.approx(0.4)
+    (line,) = ceiling_report.reading([headroom])
+    assert "the oracle has headroom, +5.00" in line and "40 % of the oracle's gain" in line
+    assert "LELP gains ≥ 1 point beyond noise there" in line
+    flat = result({"kd": [0.80, 0.82, 0.78], "lelp": [0.80, 0.81, 0.79], "oracle": [0.81, 0.79, 0.83]}, 1000)
+    assert ceiling_report.share(flat) is None
+    assert ceiling_report.reading([flat])[0].startswith("No measured setting (toy at 1,000 labelled rows) has oracle")
+
+
+def test_ce_learns_from_the_labelled_rows_and_the_teacher_methods_from_every_row(tmp_path, monkeypatch):
+    (tmp_path / "ceiling.json").write_text(json.dumps({"label_names": ["a", "b"], "max_length": 32}))
+    seen = {}
+
+    def fake_distill(data_args, model_args, method, seed, hparams, **settings):
+        seen[method] = (data_args, model_args, settings)
+        return {"test_accuracy": 0.5, "test_macro_f1": 0.5, "train_seconds": 1.0}
+
+    monkeypatch.setattr("benchmarks.harness.student_job.distill_student", fake_distill)
+    for method in ("ce", "kd", "lelp", "oracle"):
+        ceiling._job(str(tmp_path), method, {"learning_rate": 1e-3}, 0, "test")
+    assert seen["ce"][0].train_file.endswith("teacher.jsonl")  # the labelled rows only
+    assert all(seen[m][0].train_file.endswith("train.jsonl") for m in ("kd", "lelp", "oracle"))
+    assert all(seen[m][1].student_config == ceiling.STUDENT_CONFIG for m in seen)
+    assert seen["lelp"][2]["grouping"] == "prediction" and "grouping" not in seen["kd"][2]  # labels unused
+    assert seen["oracle"][0].fine_label_column == "fine_label" and seen["kd"][0].fine_label_column is None
