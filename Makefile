@@ -93,6 +93,9 @@ benchmark-ceiling: $(BIN)/.installed
 	$(CEILING) --labelled 250
 	$(CEILING) --labelled 1000
 	$(CEILING) --labelled 0
+	$(BIN)/python benchmarks/ceiling.py terms --folder runs/ceiling/20newsgroups_binary/labelled250
+	$(BIN)/python benchmarks/ceiling.py sweep --folder runs/ceiling/20newsgroups_binary/labelled250
+	$(BIN)/python benchmarks/ceiling.py labels
 	$(BIN)/python benchmarks/ceiling.py report
 
 # Issue #21's figures (modules per folder, floors, arrows, circles, private cross-imports, long modules, near-

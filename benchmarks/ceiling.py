@@ -7,6 +7,8 @@ Stages (each resumable: finished runs are kept in a progress file; wall times in
     terms   why LELP trails KD on fine-tuned students: the within-class term's share of the loss and of its gradient
             over one LELP run of the fine-tuned track (a point's teacher, its first --rows train rows)
     sweep   S, β, τ and α on validation for the fine-tuned track, then the best of each family on test
+    labels  users who have labels: KD and LELP with --hard_label_weight α > 0 against CE (tweets, strong study's
+            MLP track at 29,294 transfer rows; prepares runs/strong/tweets/all-MiniLM-L6-v2 when missing)
     report  the "How much can subclasses add?" section of benchmarks/RESULTS.md and its plot
 
     python benchmarks/ceiling.py point --dataset 20newsgroups_binary --labelled 250
@@ -29,13 +31,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
 
 from benchmarks.strong_teacher import record_stage  # noqa: E402
+from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
 
 RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["point", "terms", "sweep", "report"])
+    parser.add_argument("stage", choices=["point", "terms", "sweep", "labels", "report"])
     parser.add_argument("--dataset", default="20newsgroups_binary")
     parser.add_argument("--labelled", type=int, default=250, help="labelled train rows; 0: all of them")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -72,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
 
         ceiling_point(args.dataset, args.labelled, args, command)
         record_stage(args.results_dir, f"point:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
+        return
+    if args.stage == "labels":
+        from benchmarks.harness.label_mix import DATASET, SIZE, TEACHER, label_mix
+
+        result = label_mix(args, command)
+        write_json_atomic(os.path.join(args.results_dir, f"labels_{DATASET}_{TEACHER}_n{SIZE}.json"), result)
+        record_stage(args.results_dir, f"labels:{DATASET}:{TEACHER}", time.time() - start, command)
         return
     from benchmarks.harness import lelp_terms
 

@@ -53,3 +53,19 @@ def test_ce_learns_from_the_labelled_rows_and_the_teacher_methods_from_every_row
     assert all(seen[m][1].student_config == ceiling.STUDENT_CONFIG for m in seen)
     assert seen["lelp"][2]["grouping"] == "prediction" and "grouping" not in seen["kd"][2]  # labels unused
     assert seen["oracle"][0].fine_label_column == "fine_label" and seen["kd"][0].fine_label_column is None
+
+
+def test_the_labels_reading_compares_lelp_with_labels_to_kd_with_labels_and_ce(tmp_path):
+    families = {"ce": [0.80, 0.79, 0.81], "kd + labels": [0.78, 0.78, 0.78], "lelp + labels": [0.80, 0.80, 0.80]}
+    runs = [{"family": f, "method": f.split()[0], "accuracy": a} for f, values in families.items() for a in values]
+    chosen = {"ce": {"learning_rate": 1e-3}, "kd + labels": {"hard_label_weight": 0.5}, "lelp + labels": {}}
+    chosen["lelp + labels"] = {"hard_label_weight": 0.25, "num_subclasses": 2}
+    payload = {"dataset": "toy", "transfer_size": 100, "teacher": {"model": "t", "accuracy": 0.7}, "alphas": [0, 0.5]}
+    payload.update(chosen=chosen, runs=runs, command="cmd", wall_seconds=60)
+    (tmp_path / "labels_toy.json").write_text(json.dumps(payload))
+    text = "\n".join(ceiling_report.labels_section(str(tmp_path)))
+    assert "| lelp + labels | α = 0.25, S = 2 | 80.00 ± 0.00 |" in text
+    assert "LELP + labels − KD + labels +2.00 (±0.00, ahead)" in text
+    assert (
+        "LELP + labels − CE +0.00 (±1.00, within noise)" in text and "KD + labels − CE -2.00 (±1.00, behind)" in text
+    )

@@ -152,7 +152,7 @@ def reading(results: list[dict]) -> list[str]:
 def section(ceiling_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     results = load(ceiling_dir)
     if not results:
-        return fine_tuned_section(ceiling_dir)
+        return fine_tuned_section(ceiling_dir) + labels_section(ceiling_dir)
     lines = ["## How much can subclasses add? (issue #22)", ""]
     lines += [
         "The oracle takes the true fine labels (20 Newsgroups' newsgroups inside each coarse class) as its "
@@ -182,7 +182,7 @@ def section(ceiling_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     ]
     lines += ["", "Commands (in run order; each resumes where it stopped):", ""]
     lines += [f"- `{r['command']}` ({r['wall_seconds'] / 60:.0f} min)" for r in results]
-    return lines + [""] + fine_tuned_section(ceiling_dir)
+    return lines + [""] + fine_tuned_section(ceiling_dir) + labels_section(ceiling_dir)
 
 
 def _read(path: str) -> dict | None:
@@ -252,3 +252,41 @@ def fine_tuned_section(ceiling_dir: str) -> list[str]:
     for r in terms:
         lines += ["", f"Command: `{r['command']}` ({r['wall_seconds'] / 60:.0f} min)."]
     return lines + [""]
+
+
+def labels_section(ceiling_dir: str) -> list[str]:
+    """Item 4: KD and LELP with labels mixed in (α chosen on validation) against CE and the α = 0 runs."""
+    found = [r for p in sorted(glob.glob(os.path.join(ceiling_dir, "labels_*.json"))) if (r := _read(p))]
+    lines = []
+    for r in found:
+        by_family: dict[str, list[float]] = {}
+        for run in r["runs"]:
+            by_family.setdefault(run["family"], []).append(100 * run["accuracy"])
+        stats = {f: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for f, v in by_family.items()}
+        lines += [
+            "### Users who have labels: `--hard_label_weight`",
+            "",
+            f"{r['dataset']}, the strong study's MLP track at {r['transfer_size']:,} transfer rows, teacher "
+            f"{r['teacher']['model']} (test {100 * r['teacher']['accuracy']:.2f}); α ∈ {list(r['alphas'])} chosen on "
+            "validation (seed 0) for KD and LELP, every other hyperparameter the strong study's validation choice; "
+            "test accuracy over 3 seeds:",
+            "",
+            "| family | setting | test (mean ± std) |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {f} | {_hparams(r['chosen'][f])} | {m:.2f} ± {s:.2f} |" for f, (m, s) in stats.items()]
+        lelp, kd, ce = stats.get("lelp + labels"), stats.get("kd + labels"), stats.get("ce")
+        if lelp and kd and ce:
+
+            def versus(a, b) -> str:
+                d, noise = a[0] - b[0], float(np.hypot(a[1], b[1]))
+                verdict = ("ahead" if d > 0 else "behind") if abs(d) > noise else "within noise"
+                return f"{d:+.2f} (±{noise:.2f}, {verdict})"
+
+            lines += [
+                "",
+                f"Reading (computed): LELP + labels − KD + labels {versus(lelp, kd)}; LELP + labels − CE "
+                f"{versus(lelp, ce)}; KD + labels − CE {versus(kd, ce)}.",
+            ]
+        lines += ["", f"Command: `{r['command']}` ({r['wall_seconds'] / 60:.0f} min).", ""]
+    return lines
