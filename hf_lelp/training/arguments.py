@@ -148,11 +148,7 @@ class ModelArguments:
         metadata={"help": "Fine-tuned teacher classifier (folder or Hub id); train one with `hf-lelp train-teacher`."},
     )
     student: str | None = field(
-        default=None,
-        metadata={
-            "help": f"Student checkpoint (offline short name, folder or Hub id); default {DEFAULT_STUDENT}. With "
-            "--student_config and no --teacher: only its tokenizer is used."
-        },
+        default=None, metadata={"help": f"Student checkpoint: short name, folder, Hub id (default {DEFAULT_STUDENT})."}
     )
     student_num_layers: int | None = field(
         default=None,
