@@ -13,6 +13,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -100,9 +101,9 @@ def main() -> None:
             f"{statistics.mean(accuracies):.4f} ± {statistics.stdev(accuracies):.4f} | "
             f"{statistics.mean(r['train_seconds'] for r in rows):.0f} |"
         )
-    with open(os.path.join(HERE, "PEFT.md"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    report = "\n".join(lines)
+    print(report)
+    Path(HERE, "PEFT.md").write_text(report + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
