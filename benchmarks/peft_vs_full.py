@@ -51,22 +51,10 @@ def main() -> None:
     for seed in SEEDS:
         for name, flags in VARIANTS.items():
             out = os.path.join(work, f"{len(runs)}")
-            results = distill.main(
-                [
-                    CONFIG,
-                    "--output_dir",
-                    out,
-                    "--seed",
-                    str(seed),
-                    "--disable_tqdm",
-                    "true",
-                    "--teacher",
-                    os.path.join(ROOT, "runs", "demo", "teacher"),
-                    "--cache_dir",
-                    os.path.join(ROOT, "runs", "demo", "teacher_cache"),
-                    *flags,
-                ]
-            )
+            demo = os.path.join(ROOT, "runs", "demo")  # the demo's teacher and cache (make demo)
+            run = ["--output_dir", out, "--seed", str(seed), "--disable_tqdm", "true", *flags]
+            teacher = ["--teacher", os.path.join(demo, "teacher"), "--cache_dir", os.path.join(demo, "teacher_cache")]
+            results = distill.main([CONFIG, *run, *teacher])
             runs.append(
                 {
                     "variant": name,
