@@ -215,6 +215,70 @@ def run(command, **env):
     return result
 
 
+def run_distil(project, out, *flags, **env):
+    """recipes/distill.py as a script (a subprocess) on the project's distill.yaml, writing to `out`; must succeed."""
+    return run(
+        [sys.executable, "recipes/distill.py", str(project / "distill.yaml"), "--output_dir", str(out), *flags], **env
+    )
+
+
+def distil(project, out, *flags) -> dict:
+    """recipes/distill.py's main in this process on the project's distill.yaml, writing to `out`; its results."""
+    recipes = os.path.join(ROOT, "recipes")
+    if recipes not in sys.path:
+        sys.path.insert(0, recipes)
+    import distill
+
+    return distill.main([str(project / "distill.yaml"), "--output_dir", str(out), *flags])
+
+
+# Model selection on a validation split carved from train: the flags a best-checkpoint run needs.
+BEST_ON_VALIDATION = (
+    "--load_best_model_at_end",
+    "true",
+    "--eval_strategy",
+    "epoch",
+    "--save_strategy",
+    "epoch",
+    "--validation_from_train",
+    "20",
+)
+
+
+def cpu_config(output_dir, **overrides):
+    """LELPConfig for a quiet in-process CPU run: no reporting, no checkpoints, no progress bars; `overrides` win."""
+    from hf_lelp import LELPConfig
+
+    options = {"report_to": "none", "use_cpu": True, "save_strategy": "no", "disable_tqdm": True, **overrides}
+    return LELPConfig(output_dir=str(output_dir), **options)
+
+
+def tiny_teacher_cache(folder, tokenizer, split, label_names: list[str], max_length: int):
+    """The teacher pass of a tiny 48-wide teacher (tiny_bert(2, hidden=48, seed=1)) over `split`, cached in folder."""
+    from hf_lelp import build_teacher_cache
+
+    teacher = tiny_bert(2, hidden=48, seed=1)
+    return build_teacher_cache(teacher, tokenizer, split, str(folder), label_names=label_names, max_length=max_length)
+
+
+def cache_trainer(model, args, cache, tokenizer, split, max_length: int, **options):
+    """An LELPTrainer that learns from `cache` alone: projections fitted on it with args.num_subclasses, and `split`
+    tokenized to `max_length`."""
+    from transformers import DataCollatorWithPadding
+
+    from hf_lelp import FitOptions, LELPTrainer, fit_projections, tokenize_split
+
+    return LELPTrainer(
+        model=model,
+        args=args,
+        teacher_cache=cache,
+        projections=fit_projections(cache, FitOptions(num_subclasses=args.num_subclasses)),
+        train_dataset=tokenize_split(split, tokenizer, max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        **options,
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def default_cache_home(tmp_path_factory):
     """Default teacher caches (no --cache_dir) go to a temporary folder, not the user's ~/.cache; subprocesses

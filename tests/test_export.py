@@ -3,7 +3,6 @@ and a model card that states only what is true."""
 
 import json
 import os
-import sys
 
 import numpy as np
 import pandas as pd
@@ -12,19 +11,12 @@ import yaml
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from conftest import ROOT
+from conftest import BEST_ON_VALIDATION, distil
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.hub.card import render_model_card, static_card_context
 from hf_lelp.training.arguments import DataArguments, ModelArguments
 
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-import distill  # noqa: E402
-
 pytestmark = pytest.mark.slow
-
-
-def distil(project, out, *flags):
-    return distill.main([str(project / "distill.yaml"), "--output_dir", str(out), *flags])
 
 
 def test_reported_metrics_are_the_reloaded_exports_under_bf16(project, tmp_path):
@@ -62,14 +54,7 @@ def test_model_selection_without_a_validation_split_is_refused(project, tmp_path
         distil(
             project,
             tmp_path / "b",
-            "--load_best_model_at_end",
-            "true",
-            "--eval_strategy",
-            "epoch",
-            "--save_strategy",
-            "epoch",
-            "--validation_from_train",
-            "20",
+            *BEST_ON_VALIDATION,
             "--eval_split",
             "validation",
         )

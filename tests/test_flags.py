@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorWithPadding
 
-from conftest import make_split, make_tokenizer, tiny_bert
+from conftest import cpu_config, make_split, make_tokenizer, tiny_bert
 from hf_lelp import LELPConfig, LELPTrainer, tokenize_split
 from hf_lelp.methods.losses import ce_loss
 
@@ -25,16 +25,8 @@ def first_loss(tmp_path, **overrides) -> float:
     tokenizer = make_tokenizer()
     # One class only: over a balanced binary batch, smoothing's gain on right answers equals its loss on wrong ones.
     split = make_split(32).map(lambda row: {"label": 0})
-    args = LELPConfig(
-        output_dir=str(tmp_path / "out"),
-        method="ce",
-        max_steps=1,
-        per_device_train_batch_size=32,
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        **overrides,
+    args = cpu_config(
+        tmp_path / "out", method="ce", max_steps=1, per_device_train_batch_size=32, logging_steps=1, **overrides
     )
     model = tiny_bert(2, seed=4)
     with torch.no_grad():  # confident logits: at p = 0.5 smoothing would change nothing, hiding an ignored flag

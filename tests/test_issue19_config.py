@@ -14,15 +14,23 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, DataCollatorWithPadding, pipeline
+from transformers import AutoTokenizer, pipeline
 
-from conftest import ROOT, make_split, make_texts, make_tokenizer, save_tiny_model, tiny_bert
-from hf_lelp import LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
+from conftest import (
+    ROOT,
+    cache_trainer,
+    cpu_config,
+    make_split,
+    make_texts,
+    make_tokenizer,
+    save_tiny_model,
+    tiny_bert,
+    tiny_teacher_cache,
+)
+from hf_lelp import LELPConfig, attach_subclass_head
 from hf_lelp.base.errors import UserError
 from hf_lelp.commands import main
-from hf_lelp.data.tokens import tokenize_split
 from hf_lelp.example_configs import accelerate_config_folder
-from hf_lelp.methods.projections import FitOptions
 from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config
 from hf_lelp.training.launch import requested_processes
 
@@ -239,37 +247,14 @@ def test_torch_compile_on_the_command_line_compiles_the_student_and_exports_plai
 def test_torch_compile_in_the_python_api_trains_with_the_subclass_head(tmp_path):
     tokenizer = make_tokenizer()
     split = make_split(32)
-    cache = build_teacher_cache(
-        tiny_bert(2, hidden=48, seed=1),
-        tokenizer,
-        split,
-        str(tmp_path / "cache"),
-        label_names=["class_0", "class_1"],
-        max_length=16,
-    )
+    cache = tiny_teacher_cache(tmp_path / "cache", tokenizer, split, ["class_0", "class_1"], max_length=16)
     student = tiny_bert(2, seed=2)
     head = attach_subclass_head(student, 2, 2)
     before = head.weight.detach().clone()
-    args = LELPConfig(
-        output_dir=str(tmp_path / "out"),
-        num_subclasses=2,
-        torch_compile=True,
-        max_steps=3,
-        per_device_train_batch_size=8,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
+    args = cpu_config(
+        tmp_path / "out", num_subclasses=2, torch_compile=True, max_steps=3, per_device_train_batch_size=8
     )
-    trainer = LELPTrainer(
-        model=student,
-        args=args,
-        teacher_cache=cache,
-        projections=fit_projections(cache, FitOptions(num_subclasses=2)),
-        train_dataset=tokenize_split(split, tokenizer, 16),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-    )
+    trainer = cache_trainer(student, args, cache, tokenizer, split, 16, processing_class=tokenizer)
     trainer.train()
     assert isinstance(trainer.model_wrapped, torch._dynamo.eval_frame.OptimizedModule)
     assert not torch.equal(before, head.weight.detach())  # the subclass head's hook ran inside the compiled model

@@ -18,7 +18,7 @@ import pytest
 import transformers.trainer_utils
 from test_publishing import hub  # noqa: F401 (the stand-in Hub fixture)
 
-from conftest import ROOT, make_texts, save_tiny_model
+from conftest import BEST_ON_VALIDATION, ROOT, make_texts, save_tiny_model
 from hf_lelp import commands
 from hf_lelp.base import locks
 from hf_lelp.base.locks import LOCK_FILE, FolderInUseError, exclusive_folder
@@ -181,14 +181,7 @@ def test_checkpoint_pushes_with_load_best_model_at_end_publish_a_relative_best_c
         SECRET,
         "--hub_strategy",
         "checkpoint",
-        "--load_best_model_at_end",
-        "true",
-        "--eval_strategy",
-        "epoch",
-        "--save_strategy",
-        "epoch",
-        "--validation_from_train",
-        "20",
+        *BEST_ON_VALIDATION,
         "--cache_dir",
         str(tmp_path / "cache"),
         "--num_train_epochs",

@@ -14,11 +14,10 @@ import torch
 import yaml
 from huggingface_hub import CommitInfo, HfApi, ModelCardData, RepoUrl
 from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
-from conftest import ROOT, make_split, make_tokenizer, tiny_bert
-from hf_lelp import FitOptions, LELPConfig, LELPTrainer, attach_subclass_head, build_teacher_cache, fit_projections
-from hf_lelp.data.tokens import tokenize_split
+from conftest import ROOT, cache_trainer, cpu_config, distil, make_split, make_tokenizer, tiny_bert, tiny_teacher_cache
+from hf_lelp import attach_subclass_head
 from hf_lelp.methods.modeling import (
     SUBCLASS_HEAD,
     SUBCLASS_HEAD_FILE,
@@ -88,28 +87,25 @@ def hub(tmp_path, monkeypatch):
 @pytest.mark.publish
 def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, hub, tmp_path):
     out = tmp_path / "pushed_run"
-    results = distill.main(
-        [
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--push_to_hub",
-            "true",
-            "--hub_model_id",
-            "me/tiny-lelp",
-            "--hub_strategy",
-            "checkpoint",
-            "--hub_token",
-            "x",
-            "--hub_private_repo",
-            "true",
-            "--save_strategy",
-            "epoch",
-            "--num_train_epochs",
-            "2",
-            "--baseline_results",
-            str(project / "ce_results.json"),
-        ]
+    results = distil(
+        project,
+        out,
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/tiny-lelp",
+        "--hub_strategy",
+        "checkpoint",
+        "--hub_token",
+        "x",
+        "--hub_private_repo",
+        "true",
+        "--save_strategy",
+        "epoch",
+        "--num_train_epochs",
+        "2",
+        "--baseline_results",
+        str(project / "ce_results.json"),
     )
     assert hub.repos[0] == {"repo_id": "me/tiny-lelp", "private": True}
     assert hub.validated and all("lelp" in metadata["tags"] for metadata in hub.validated)
@@ -162,22 +158,19 @@ def test_push_to_hub_uploads_a_plain_student_with_card_and_side_files(project, h
 
 def test_card_rendered_at_every_checkpoint_save(project, tmp_path):
     out = tmp_path / "cards"
-    distill.main(
-        [
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--save_strategy",
-            "epoch",
-            "--eval_strategy",
-            "epoch",
-            "--validation_from_train",
-            "20",
-            "--cache_dir",  # carving validation changes the train split, so its cache
-            str(tmp_path / "cache"),
-            "--num_train_epochs",
-            "2",
-        ]
+    distil(
+        project,
+        out,
+        "--save_strategy",
+        "epoch",
+        "--eval_strategy",
+        "epoch",
+        "--validation_from_train",
+        "20",
+        "--cache_dir",  # carving validation changes the train split, so its cache
+        str(tmp_path / "cache"),
+        "--num_train_epochs",
+        "2",
     )
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert len(checkpoints) == 2
@@ -189,36 +182,33 @@ def test_card_rendered_at_every_checkpoint_save(project, tmp_path):
 
 def test_trainer_flags_best_model_accumulation_bf16_tensorboard(project, tmp_path):
     out = tmp_path / "flags"
-    results = distill.main(
-        [
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--num_train_epochs",
-            "3",
-            "--eval_strategy",
-            "epoch",
-            "--save_strategy",
-            "epoch",
-            "--load_best_model_at_end",
-            "true",
-            "--metric_for_best_model",
-            "accuracy",
-            "--validation_from_train",
-            "30",
-            "--cache_dir",
-            str(tmp_path / "cache"),
-            "--gradient_accumulation_steps",
-            "2",
-            "--bf16",
-            "true",
-            "--report_to",
-            "tensorboard",
-            "--logging_steps",
-            "1",
-            "--save_total_limit",
-            "2",
-        ]
+    results = distil(
+        project,
+        out,
+        "--num_train_epochs",
+        "3",
+        "--eval_strategy",
+        "epoch",
+        "--save_strategy",
+        "epoch",
+        "--load_best_model_at_end",
+        "true",
+        "--metric_for_best_model",
+        "accuracy",
+        "--validation_from_train",
+        "30",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--gradient_accumulation_steps",
+        "2",
+        "--bf16",
+        "true",
+        "--report_to",
+        "tensorboard",
+        "--logging_steps",
+        "1",
+        "--save_total_limit",
+        "2",
     )
     state = json.loads(sorted(out.glob("checkpoint-*"))[-1].joinpath("trainer_state.json").read_text())
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
@@ -248,35 +238,14 @@ def lora_student(seed=2):
 
 def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
     tokenizer, split = make_tokenizer(), make_split(64)
-    cache = build_teacher_cache(
-        tiny_bert(2, hidden=48, seed=1),
-        tokenizer,
-        split,
-        str(tmp_path / "cache"),
-        label_names=["a", "b"],
-        max_length=24,
-    )
+    cache = tiny_teacher_cache(tmp_path / "cache", tokenizer, split, ["a", "b"], max_length=24)
     model = lora_student()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable < 0.2 * sum(p.numel() for p in model.parameters())
-    args = LELPConfig(
-        output_dir=str(tmp_path / "out"),
-        num_train_epochs=2,
-        learning_rate=5e-3,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        num_subclasses=3,
-        per_device_train_batch_size=16,
+    args = cpu_config(
+        tmp_path / "out", num_train_epochs=2, learning_rate=5e-3, num_subclasses=3, per_device_train_batch_size=16
     )
-    trainer = LELPTrainer(
-        model=model,
-        args=args,
-        teacher_cache=cache,
-        projections=fit_projections(cache, FitOptions(num_subclasses=3)),
-        train_dataset=tokenize_split(split, tokenizer, 24),
-        data_collator=DataCollatorWithPadding(tokenizer),
-    )
+    trainer = cache_trainer(model, args, cache, tokenizer, split, 24)
     trainer.train()
     trainer.save_model(str(tmp_path / "adapter"))
     saved = os.listdir(tmp_path / "adapter")
@@ -302,21 +271,18 @@ def test_peft_adapter_keeps_the_heads_and_reloads_to_identical_logits(tmp_path):
 
 def test_peft_recipe_with_merge_exports_a_plain_model(project, tmp_path):
     out = tmp_path / "lora"
-    results = distill.main(
-        [
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--use_peft",
-            "true",
-            "--lora_r",
-            "4",
-            "--lora_target_modules",
-            "query",
-            "value",
-            "--merge_lora",
-            "true",
-        ]
+    results = distil(
+        project,
+        out,
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "4",
+        "--lora_target_modules",
+        "query",
+        "value",
+        "--merge_lora",
+        "true",
     )
     assert results["trainable_fraction"] < 0.5 and results["export_agreement"] == 1.0
     model = AutoModelForSequenceClassification.from_pretrained(out)
@@ -334,26 +300,23 @@ def test_no_push_holds_the_token_a_pickle_a_cache_file_or_a_local_path(project, 
     cache inside output_dir, and a cache at the default place, never travel; no byte of any commit is the token."""
     out = tmp_path / "run"
     inside = out / "teacher_cache"  # the worst case: a user puts the cache inside output_dir
-    distill.main(
-        [
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--cache_dir",
-            str(inside),
-            "--push_to_hub",
-            "true",
-            "--hub_model_id",
-            "me/leak-check",
-            "--hub_strategy",
-            strategy,
-            "--hub_token",
-            SECRET,
-            "--save_strategy",
-            "epoch",
-            "--num_train_epochs",
-            "2",
-        ]
+    distil(
+        project,
+        out,
+        "--cache_dir",
+        str(inside),
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/leak-check",
+        "--hub_strategy",
+        strategy,
+        "--hub_token",
+        SECRET,
+        "--save_strategy",
+        "epoch",
+        "--num_train_epochs",
+        "2",
     )
     assert (inside / "hidden.npy").is_file() and hub.uploads
     resumable = strategy in ("checkpoint", "all_checkpoints")

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, run_distil
 
 pytestmark = pytest.mark.slow
 
@@ -21,19 +21,7 @@ def test_teacher_recipe_writes_model_and_results(project):
 
 def test_distill_with_python_yaml_and_cli_overrides(project):
     out = project / "lelp"
-    run(
-        [
-            sys.executable,
-            "recipes/distill.py",
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--num_subclasses",
-            "3",
-            "--num_train_epochs",
-            "2",
-        ]
-    )
+    run_distil(project, out, "--num_subclasses", "3", "--num_train_epochs", "2")
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == "lelp" and results["export_agreement"] == 1.0
     lelp = json.loads((out / "lelp_config.json").read_text())
@@ -44,19 +32,7 @@ def test_distill_with_python_yaml_and_cli_overrides(project):
     assert (project / "cache" / "meta.json").is_file()
     # Rerunning reuses the cache and the projections instead of running the teacher again.
     meta_time = os.path.getmtime(project / "cache" / "meta.json")
-    run(
-        [
-            sys.executable,
-            "recipes/distill.py",
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--num_subclasses",
-            "3",
-            "--num_train_epochs",
-            "1",
-        ]
-    )
+    run_distil(project, out, "--num_subclasses", "3", "--num_train_epochs", "1")
     assert os.path.getmtime(project / "cache" / "meta.json") == meta_time
 
 

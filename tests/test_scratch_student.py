@@ -15,13 +15,11 @@ from test_publishing import hub  # noqa: F401  (the stand-in Hub behind the real
 from test_user_paths import FAST, ROWS, THREE, file_flags, id2label, user, user_texts  # noqa: F401
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from conftest import make_split, make_tokenizer, tiny_bert
+from conftest import cpu_config, make_split, make_tokenizer, tiny_teacher_cache
 from hf_lelp import (
     FitOptions,
-    LELPConfig,
     LELPTrainer,
     attach_subclass_head,
-    build_teacher_cache,
     commands,
     fit_projections,
     student_from_config,
@@ -147,31 +145,20 @@ def test_the_python_api_trains_a_student_from_scratch_from_the_cache_alone(tmp_p
     """No teacher model anywhere in the training call: the student learns from the cache and the projections."""
     tokenizer = make_tokenizer()
     split = make_split(64)
-    cache = build_teacher_cache(
-        tiny_bert(2, hidden=48, seed=1),
-        tokenizer,
-        split,
-        str(tmp_path / "cache"),
-        label_names=["neg", "pos"],
-        max_length=24,
-    )
+    cache = tiny_teacher_cache(tmp_path / "cache", tokenizer, split, ["neg", "pos"], max_length=24)
     projections = fit_projections(cache, FitOptions(num_subclasses=2))
     model = student_from_config(SPEC, tokenizer, ["neg", "pos"], max_length=24)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     attach_subclass_head(model, 2, 2, seed=0)
     trainer = LELPTrainer(
         model=model,
-        args=LELPConfig(
-            output_dir=str(tmp_path / "out"),
+        args=cpu_config(
+            tmp_path / "out",
             method="lelp",
             num_subclasses=2,
             per_device_train_batch_size=16,
             num_train_epochs=1,
             learning_rate=1e-3,
-            report_to="none",
-            save_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
         ),
         teacher_cache=cache,
         projections=projections,

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_texts, run, run_expecting_failure
+from conftest import make_texts, run, run_distil, run_expecting_failure
 from hf_lelp import LELPConfig
 from hf_lelp.data.load import load_text_classification
 from hf_lelp.data.transfer import carve_validation, read_unlabelled_texts, with_transfer_data
@@ -120,30 +120,25 @@ def test_distill_on_unlabelled_transfer_text(project, tmp_path):
 @pytest.mark.slow
 def test_auto_hparams_chooses_on_validation_and_documents_the_sweep(project, tmp_path):
     out = tmp_path / "auto"
-    run(
-        [
-            sys.executable,
-            "recipes/distill.py",
-            str(project / "distill.yaml"),
-            "--output_dir",
-            str(out),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-            "--validation_from_train",
-            "30",
-            "--auto_hparams",
-            "true",
-            "--auto_num_subclasses",
-            "1",
-            "2",
-            "--auto_subclass_temperatures",
-            "0.5",
-            "2.0",
-            "--auto_budget_epochs",
-            "0.5",
-            "--auto_keep",
-            "2",
-        ]
+    run_distil(
+        project,
+        out,
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--validation_from_train",
+        "30",
+        "--auto_hparams",
+        "true",
+        "--auto_num_subclasses",
+        "1",
+        "2",
+        "--auto_subclass_temperatures",
+        "0.5",
+        "2.0",
+        "--auto_budget_epochs",
+        "0.5",
+        "--auto_keep",
+        "2",
     )
     results = json.loads((out / "results.json").read_text())
     auto = results["auto_hparams"]

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from conftest import FILLER, TOPICS, save_tiny_model
+from conftest import FILLER, TOPICS, cpu_config, save_tiny_model
 from hf_lelp import LELPConfig, LELPTrainer, commands
 from hf_lelp.methods.registry import get_method
 
@@ -166,17 +166,21 @@ def user_datasetdict(names: list[str], label_order: list[str] | None = None) -> 
 
 
 def one_call_args(folder, method: str = "lelp") -> LELPConfig:
-    return LELPConfig(
-        output_dir=str(folder),
-        method=method,
-        num_subclasses=2,
-        num_train_epochs=1,
-        learning_rate=1e-3,
-        per_device_train_batch_size=16,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        disable_tqdm=True,
+    return cpu_config(
+        folder, method=method, num_subclasses=2, num_train_epochs=1, learning_rate=1e-3, per_device_train_batch_size=16
+    )
+
+
+def one_call_trainer(user, folder, train, **options) -> LELPTrainer:
+    """The one-call API on the review/sentiment columns: the init student, the teacher, one_call_args(folder)."""
+    return LELPTrainer(
+        model=user["init"],
+        teacher=user["teacher"],
+        args=one_call_args(folder),
+        train_dataset=train,
+        text_column="review",
+        label_column="sentiment",
+        **options,
     )
 
 
@@ -215,15 +219,7 @@ def test_one_call_python_api_on_a_datasetdict(user, method, tmp_path, monkeypatc
 def test_one_call_maps_the_users_classes_to_the_teachers_order_by_name(user, tmp_path):
     """ClassLabel names in another order than the teacher's outputs: labels follow the teacher by name."""
     data = user_datasetdict(THREE, label_order=sorted(THREE))
-    trainer = LELPTrainer(
-        model=user["init"],
-        teacher=user["teacher"],
-        args=one_call_args(tmp_path / "out"),
-        train_dataset=data["train"],
-        text_column="review",
-        label_column="sentiment",
-        max_length=16,
-    )
+    trainer = one_call_trainer(user, tmp_path / "out", data["train"], max_length=16)
     names = [trainer.model.config.id2label[i] for i in range(3)]
     assert names == THREE  # the teacher's order
     given = [sorted(THREE)[k] for k in data["train"]["sentiment"]]
@@ -236,14 +232,7 @@ def test_one_call_maps_the_users_classes_to_the_teachers_order_by_name(user, tmp
 def test_one_call_refuses_classes_the_teacher_does_not_have(user, tmp_path):
     data = user_datasetdict(["good", "bad", "meh"])
     with pytest.raises(ValueError, match=r"positive.*negative.*neutral.*good|good.*positive"):
-        LELPTrainer(
-            model=user["init"],
-            teacher=user["teacher"],
-            args=one_call_args(tmp_path / "out"),
-            train_dataset=data["train"],
-            text_column="review",
-            label_column="sentiment",
-        )
+        one_call_trainer(user, tmp_path / "out", data["train"])
 
 
 def test_one_call_reuses_its_content_keyed_cache_and_frees_the_teacher(user, tmp_path):
