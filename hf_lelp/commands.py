@@ -33,7 +33,7 @@ from hf_lelp.example_configs import accelerate_config, example_config, resolve_c
 from hf_lelp.explore_command import explore
 from hf_lelp.teacher import RESULTS_FILE, TeacherArguments
 from hf_lelp.teacher import main as teacher_main
-from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config, setup_logging
+from hf_lelp.training.arguments import DataArguments, ModelArguments, parse_with_config, run_job, setup_logging
 from hf_lelp.training.config import LELPConfig
 from hf_lelp.training.job_cache import ensure_teacher_cache
 from hf_lelp.training.job_data import load_data
@@ -45,12 +45,7 @@ CONFIG_USAGE = "{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"
 # ---------------------------------------------------------------------------------------------- distill, cache
 def distill(argv: list[str] | None = None) -> dict:
     """Distil a teacher into a student with LELP (or KD / CE): cache → fit → train → evaluate → export → card."""
-    data_args, model_args, args = parse_with_config((DataArguments, ModelArguments, LELPConfig), argv)
-    setup_logging(args.should_log)
-    results = run_distillation(data_args, model_args, args)
-    if args.should_save:
-        print(json.dumps(results, indent=2))
-    return results
+    return run_job(run_distillation, (DataArguments, ModelArguments, LELPConfig), argv)
 
 
 def cache_teacher(argv: list[str] | None = None) -> dict:

@@ -7,7 +7,6 @@ on --eval_split to --output_dir.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from hf_lelp.data.load import data_summary
 from hf_lelp.data.preflight import check_models
 from hf_lelp.hub.export import read_as_trained
 from hf_lelp.methods.modeling import load_student
-from hf_lelp.training.arguments import DataArguments, parse_with_config, setup_logging
+from hf_lelp.training.arguments import DataArguments, run_job
 from hf_lelp.training.job_data import load_data
 from hf_lelp.training.metrics import build_compute_metrics
 
@@ -82,9 +81,4 @@ def train_teacher(
 
 def main(argv: list[str] | None = None) -> dict:
     """`[CONFIG.yaml] [--flag value ...]`: DataArguments, TeacherArguments, TrainingArguments."""
-    data_args, teacher_args, args = parse_with_config((DataArguments, TeacherArguments, TrainingArguments), argv)
-    setup_logging(args.should_log)  # the "Data: ..." line says what the teacher trains on
-    results = train_teacher(data_args, teacher_args, args)
-    if args.should_save:
-        print(json.dumps(results, indent=2))
-    return results
+    return run_job(train_teacher, (DataArguments, TeacherArguments, TrainingArguments), argv)

@@ -74,13 +74,17 @@ def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     return debug, kept
 
 
-def _open_file_in_traceback(error: BaseException) -> str | None:
-    """The name of the file being read where `error` was raised (e.g. json.load(handle) has no path of its own)."""
+def _frames_innermost_first(error: BaseException) -> list:
     frames, traceback = [], error.__traceback__
     while traceback is not None:
         frames.append(traceback.tb_frame)
         traceback = traceback.tb_next
-    for frame in reversed(frames):  # innermost first
+    return frames[::-1]
+
+
+def _open_file_in_traceback(error: BaseException) -> str | None:
+    """The name of the file being read where `error` was raised (e.g. json.load(handle) has no path of its own)."""
+    for frame in _frames_innermost_first(error):
         for value in frame.f_locals.values():
             if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
                 return value.name
@@ -103,11 +107,7 @@ def _chain(error: BaseException) -> list[BaseException]:
 def _written_file(error: BaseException) -> str | None:
     """The file a failed write was writing, read from the writing function's frame (torch.save's `f`,
     safetensors' `filename`), innermost first."""
-    frames, traceback = [], error.__traceback__
-    while traceback is not None:
-        frames.append(traceback.tb_frame)
-        traceback = traceback.tb_next
-    for frame in reversed(frames):
+    for frame in _frames_innermost_first(error):
         for name in WRITTEN_FILE_LOCALS:
             value = frame.f_locals.get(name)
             if not isinstance(value, str | os.PathLike):

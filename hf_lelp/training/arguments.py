@@ -282,6 +282,18 @@ def parse_with_config(dataclass_types, argv: list[str] | None = None):
     return parsed
 
 
+def run_job(job, dataclass_types, argv: list[str] | None = None) -> dict:
+    """A command: its flags parsed (config file first), logging set, `job(*arguments)` run, its results printed on
+    the main process and returned."""
+    arguments = parse_with_config(dataclass_types, argv)
+    training = arguments[-1]
+    setup_logging(training.should_log)  # the "Data: ..." line says what the run trains on
+    results = job(*arguments)
+    if training.should_save:
+        print(json.dumps(results, indent=2))
+    return results
+
+
 def read_config(path: str) -> dict:
     """The flag values of a YAML/JSON config file; a missing or garbled file is a UserError naming it."""
     if not os.path.exists(path):

@@ -57,14 +57,8 @@ def build_student(
         student = load_student(resolve_model(model_args.student), data.label_names, model_args.student_num_layers)
     attach_training_modules(student, data.num_labels, args, subclasses, teacher_size)
     if model_args.use_peft:
-        student = apply_lora(
-            student,
-            data.num_labels,
-            model_args.lora_r,
-            model_args.lora_alpha,
-            model_args.lora_dropout,
-            model_args.lora_target_modules,
-        )
+        lora = (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules)
+        student = apply_lora(student, data.num_labels, *lora)
     return student, tokenizer
 
 
