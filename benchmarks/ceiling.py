@@ -4,6 +4,7 @@ subclasses) against KD, LELP and CE. See benchmarks/harness/ceiling.py for the p
 
 Stages (each resumable: finished runs are kept in a progress file; wall times in results/ceiling/stages.json):
     point   one labelled size of one dataset: teacher, cache, validation search, 3 seeds on test
+    weight  at a finished point: λ, the within-class term's weight (--within_class_weight), for LELP and the oracle
     terms   why LELP trails KD on fine-tuned students: the within-class term's share of the loss and of its gradient
             over one LELP run of the fine-tuned track (a point's teacher, its first --rows train rows)
     sweep   S, β, τ and α on validation for the fine-tuned track, then the best of each family on test
@@ -38,7 +39,7 @@ RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["point", "terms", "sweep", "labels", "report"])
+    parser.add_argument("stage", choices=["point", "weight", "terms", "sweep", "labels", "report"])
     parser.add_argument("--dataset", default="20newsgroups_binary")
     parser.add_argument("--labelled", type=int, default=250, help="labelled train rows; 0: all of them")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> None:
 
         ceiling_point(args.dataset, args.labelled, args, command)
         record_stage(args.results_dir, f"point:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
+        return
+    if args.stage == "weight":
+        from benchmarks.harness.ceiling import weight_point
+
+        weight_point(args.dataset, args.labelled, args, command)
+        record_stage(args.results_dir, f"weight:{args.dataset}:{args.labelled or 'all'}", time.time() - start, command)
         return
     if args.stage == "labels":
         from benchmarks.harness.label_mix import DATASET, SIZE, TEACHER, label_mix

@@ -121,3 +121,34 @@ def test_the_lelp_loss_is_kd_plus_a_within_class_term():
     assert within > 0
     _, none = lelp_loss_terms(class_logits, None, lelp_targets(torch.zeros(5, 3, 1), teacher, 4.0, 1.0), 4.0)
     assert abs(float(none)) < 1e-6  # one subclass per class: nothing within classes
+
+
+def test_the_within_class_weight_scales_only_the_within_class_term(tmp_path):
+    """λ = 1 is the paper's loss (the exact lelp_loss path), λ = 0 is KD's loss; recorded in the options only when
+    not 1, refused with the paper's flat head."""
+    from hf_lelp import LELPConfig
+    from hf_lelp.methods.sources import SubclassSource
+    from hf_lelp.methods.terms import LossInputs, subclass_term
+
+    class Scores(SubclassSource):
+        num_members = 1
+
+        def subclass_scores(self, hidden, example_ids):
+            return hidden.view(len(hidden), 2, 3)
+
+    torch.manual_seed(0)
+    batch = LossInputs(torch.randn(4, 2), subclass_logits=torch.randn(4, 6), hidden=torch.randn(4, 6))
+    batch.teacher_logits, batch.example_ids, batch.subclasses = torch.randn(4, 2), torch.arange(4), Scores()
+    base = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True, temperature=2.0, num_subclasses=3)
+    paper = subclass_term(batch, LELPConfig(method="lelp", **base))
+    kd_only = subclass_term(batch, LELPConfig(method="lelp", within_class_weight=0.0, **base))
+    half = subclass_term(batch, LELPConfig(method="lelp", within_class_weight=0.5, **base))
+    torch.testing.assert_close(kd_only, kd_loss(batch.class_logits, batch.teacher_logits, 2.0))
+    torch.testing.assert_close(half, kd_only + 0.5 * (paper - kd_only))
+    args = LELPConfig(method="lelp", within_class_weight=0.25, **base)
+    assert args.method_spec.option_values(args)["within_class_weight"] == 0.25
+    assert "within_class_weight" not in args.method_spec.option_values(LELPConfig(method="lelp", **base))
+    with pytest.raises(ValueError, match="--subclass_head factorized"):
+        LELPConfig(method="lelp", within_class_weight=0.5, subclass_head="flat", **base)
+    with pytest.raises(ValueError, match=">= 0"):
+        LELPConfig(method="lelp", within_class_weight=-1.0, **base)

@@ -175,3 +175,38 @@ def ceiling_point(dataset: str, labelled: int, args, command: str) -> dict:
     }
     write_json_atomic(f"{stem}.json", result)
     return result
+
+
+WEIGHTS = (1.0, 0.25, 0.0625)  # λ, the within-class term's weight: the paper's 1, then 1/τ (τ = 4) and 1/τ²
+
+
+def weight_point(dataset: str, labelled: int, args, command: str) -> dict:
+    """λ (`--within_class_weight`) on validation for LELP and the oracle at a finished point, each at its chosen
+    hyperparameters (seed 0), then the chosen λ on test over the seeds; written beside the point's JSON."""
+    stem = os.path.join(args.results_dir, f"{dataset}_scratch_labelled{labelled or 'all'}")
+    with open(f"{stem}.json", encoding="utf-8") as handle:
+        point = json.load(handle)
+    folder = folder_for(args.work_dir, dataset, labelled)
+    start = time.time()
+    runs = Runs(f"{stem}_weight.progress.json", args.workers, job=_job)
+    try:
+        methods = [m for m in ("lelp", "oracle") if m in point["chosen"]]
+        grid = [(m, {**point["chosen"][m], "within_class_weight": w}) for m in methods for w in WEIGHTS]
+        trials = runs.run([(folder, m, h, args.seeds[0], "validation") for m, h in grid])
+        chosen = {m: select([t for t in trials if t["method"] == m])["hparams"] for m in methods}
+        rows = runs.run([(folder, m, chosen[m], s, "test") for m in methods for s in args.seeds])
+    finally:
+        runs.close()
+    result = {
+        "dataset": dataset,
+        "labelled_rows": point["labelled_rows"],
+        "weights": WEIGHTS,
+        "chosen": chosen,
+        "runs": rows,
+        "kd_runs": [r for r in point["runs"] if r["method"] == "kd"],
+        "selection": {"split": "validation", "seed": args.seeds[0], "trials": trials},
+        "command": command,
+        "wall_seconds": time.time() - start,
+    }
+    write_json_atomic(f"{stem}_weight.json", result)
+    return result

@@ -85,6 +85,8 @@ class Method:
             values["subclass_head"] = args.subclass_head
             values["num_subclasses"] = subclasses.num_subclasses if subclasses is not None else args.num_subclasses
             values["subclass_temperature"] = args.subclass_temperature
+            if getattr(args, "within_class_weight", 1.0) != 1.0:  # recorded when not the paper's loss
+                values["within_class_weight"] = args.within_class_weight
         if self.uses_teacher:
             values["temperature"] = args.temperature
             values["scale_by_temperature_squared"] = args.scale_by_temperature_squared

@@ -16,6 +16,7 @@ from hf_lelp.methods.losses import (
     flat_class_logits,
     kd_loss,
     lelp_loss,
+    lelp_loss_terms,
     lelp_targets,
     pkt_loss,
     rkd_loss,
@@ -73,6 +74,13 @@ def subclass_term(batch: LossInputs, args: RunOptions) -> torch.Tensor:
             "(attach_subclass_head with that many columns)."
         )
     flat = get_student_head(args.subclass_head).predicts_with_subclasses and batch.subclass_logits is not None
+    weight = getattr(args, "within_class_weight", 1.0)
+    if weight != 1.0:  # KD's class term + λ · the within-class term (factorised head only: LELPConfig checks)
+        class_term, within = lelp_loss_terms(
+            batch.class_logits, batch.subclass_logits, targets, args.temperature, num_members=source.num_members
+        )
+        loss = class_term + weight * within
+        return loss if args.scale_by_temperature_squared else loss / args.temperature**2
     loss = lelp_loss(
         batch.class_logits,
         batch.subclass_logits,

@@ -36,6 +36,14 @@ class LELPConfig(TrainingArguments):
             "help": "β, temperature of the softmax over a class's S standardised scores (ours). Lower = sharper."
         },
     )
+    within_class_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "λ: with the factorised head the loss is KD's class term + λ · the within-class term (its exact "
+            "split by the chain rule of KL); 1 is the paper's loss. Lower it when the within-class term, × τ² like "
+            "the rest, swamps the class term (benchmarks/RESULTS.md, 'How much can subclasses add?')."
+        },
+    )
     temperature: float = field(
         default=1.0, metadata={"help": "τ, distillation temperature applied to teacher and student logits (ours)."}
     )
@@ -120,7 +128,15 @@ class LELPConfig(TrainingArguments):
         check_trains_at_all(self)
         if self.temperature <= 0 or self.subclass_temperature <= 0:
             raise ValueError("--temperature and --subclass_temperature must be > 0.")
-        get_student_head(self.subclass_head)  # an unknown layout fails here, with the known ones listed
+        head = get_student_head(self.subclass_head)  # an unknown layout fails here, with the known ones listed
+        if self.within_class_weight < 0:
+            raise ValueError(f"--within_class_weight must be >= 0, got {self.within_class_weight}.")
+        if self.within_class_weight != 1.0 and head.predicts_with_subclasses:
+            raise ValueError(
+                f"--within_class_weight {self.within_class_weight} splits the factorised head's loss; the paper's "
+                f"--subclass_head {self.subclass_head} has one C·S softmax with no separate class term. Use "
+                "--subclass_head factorized, or drop --within_class_weight."
+            )
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"--hard_label_weight must lie in [0, 1], got {self.hard_label_weight}.")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
