@@ -95,6 +95,7 @@ def test_distill_trains_pushes_and_cards_a_student_from_scratch(user, hub, tmp_p
     commands.main(
         ["distill", *file_flags(user["paths"]), "--class_names", *THREE, "--teacher", user["teacher"]]
         + ["--student_config", SPEC, "--method", "lelp", "--num_subclasses", "2", "--num_train_epochs", "2"]
+        + ["--within_class_weight", "0.5"]
         + ["--learning_rate", "3e-3", "--output_dir", str(out), *FAST]
         + ["--push_to_hub", "true", "--hub_model_id", "me/scratch", "--hub_token", "x"]
     )
@@ -114,6 +115,7 @@ def test_distill_trains_pushes_and_cards_a_student_from_scratch(user, hub, tmp_p
     assert "base_model" not in front, front  # no checkpoint it was fine-tuned from
     size = f"{saved['total_parameters'] - _training_only(out):,}"
     assert "**trained from scratch**" in card and "a new 1-layer `bert` encoder" in card, card[:1500]
+    assert "λ (weight of the within-class term) = 0.5" in card
     assert f"hidden size 32, 2 attention heads, {size} parameters" in card
     assert "with the tokenizer and vocabulary of `teacher`" in card  # the folder's name, never its path
     assert str(tmp_path) not in card and str(user["folder"]) not in card
