@@ -69,3 +69,23 @@ def test_the_labels_reading_compares_lelp_with_labels_to_kd_with_labels_and_ce(t
     assert (
         "LELP + labels − CE +0.00 (±1.00, within noise)" in text and "KD + labels − CE -2.00 (±1.00, behind)" in text
     )
+
+
+def test_the_weight_table_shows_each_lambda_and_the_gap_to_kd(tmp_path):
+    def run(method, accuracy, weight, split="test", seed=0):
+        hparams = {"within_class_weight": weight}
+        return {"method": method, "seed": seed, "split": split, "hparams": hparams, "accuracy": accuracy}
+
+    payload = {
+        "dataset": "toy",
+        "labelled_rows": 250,
+        "chosen": {"oracle": {"within_class_weight": 0.25}},
+        "selection": {"trials": [run("oracle", 0.80, 1.0, "validation"), run("oracle", 0.90, 0.25, "validation")]},
+        "runs": [run("oracle", a, 0.25, seed=s) for s, a in enumerate((0.91, 0.91, 0.91))],
+        "kd_runs": [{"method": "kd", "accuracy": a} for a in (0.88, 0.88, 0.88)],
+        "command": "cmd",
+        "wall_seconds": 60,
+    }
+    (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))
+    text = "\n".join(ceiling_report.weight_section(str(tmp_path)))
+    assert "| oracle | 1: 80.0, 0.25: 90.0 | 0.25 | 91.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
