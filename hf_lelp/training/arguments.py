@@ -151,10 +151,10 @@ class ModelArguments:
         default=None, metadata={"help": f"Student checkpoint: short name, folder, Hub id (default {DEFAULT_STUDENT})."}
     )
     student_num_layers: int | None = field(
-        default=None,
+        default=DEFAULT_STUDENT_LAYERS,
         metadata={
-            "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM). "
-            "Not with --student_config, whose config says its layers."
+            "help": "Keep only the first k layers of the student checkpoint (our default 2: a 3x smaller MiniLM; "
+            "None: all). With --student_config the config says the layers: another value than the default is refused."
         },
     )
     student_config: str | None = field(
@@ -220,7 +220,10 @@ class ModelArguments:
                 parse_student_config(self.student_config)
             except ValueError as error:
                 raise UserError(str(error)) from None
-            pretrained = (("student_num_layers", self.student_num_layers), ("use_peft", self.use_peft))
+            # The default of --student_num_layers cannot be told from the same value given: only others are refused.
+            layers = self.student_num_layers if self.student_num_layers != DEFAULT_STUDENT_LAYERS else None
+            self.student_num_layers = None
+            pretrained = (("student_num_layers", layers), ("use_peft", self.use_peft))
             # With a teacher, the tokenizer is the teacher's: a --student checkpoint would have no part in the run.
             pretrained += (("student", self.student if self.teacher else None),)
             for flag, given in pretrained:
@@ -230,8 +233,6 @@ class ModelArguments:
                         f"{self.student_config} trains a new model from scratch: drop --{flag} (the layers of a "
                         "from-scratch student are set in --student_config, e.g. 'layers=2,hidden=128,heads=2')."
                     )
-        elif self.student_num_layers is None:
-            self.student_num_layers = DEFAULT_STUDENT_LAYERS
         if self.student is None and not (self.student_config and self.teacher):
             self.student = DEFAULT_STUDENT  # with --student_config and no teacher: the tokenizer's source
         _check_at_least("teacher_batch_size", self.teacher_batch_size, 1)
