@@ -124,8 +124,8 @@ def test_the_lelp_loss_is_kd_plus_a_within_class_term():
 
 
 def test_the_within_class_weight_scales_only_the_within_class_term(tmp_path):
-    """λ = 1 is the paper's loss (the exact lelp_loss path), λ = 0 is KD's loss; recorded in the options only when
-    not 1, refused with the paper's flat head."""
+    """λ = 1 is the paper's loss (the exact lelp_loss path), λ = 0 is KD's loss; recorded in the options (the run's
+    identity), refused with the paper's flat head."""
     from hf_lelp import LELPConfig
     from hf_lelp.methods.sources import SubclassSource
     from hf_lelp.methods.terms import LossInputs, subclass_term
@@ -147,7 +147,7 @@ def test_the_within_class_weight_scales_only_the_within_class_term(tmp_path):
     torch.testing.assert_close(half, kd_only + 0.5 * (paper - kd_only))
     args = LELPConfig(method="lelp", within_class_weight=0.25, **base)
     assert args.method_spec.option_values(args)["within_class_weight"] == 0.25
-    assert "within_class_weight" not in args.method_spec.option_values(LELPConfig(method="lelp", **base))
+    assert args.method_spec.option_values(LELPConfig(method="lelp", **base))["within_class_weight"] == 1.0
     with pytest.raises(ValueError, match="--subclass_head factorized"):
         LELPConfig(method="lelp", within_class_weight=0.5, subclass_head="flat", **base)
     with pytest.raises(ValueError, match=">= 0"):

@@ -76,7 +76,7 @@ class Method:
         return self.subclass_source.num_members(args) if self.subclass_source is not None else 1
 
     def option_values(self, args: RunOptions, subclasses: SubclassSource | None = None) -> dict:
-        """The options this method reads, with the run's values: S, β and the head's layout for a method with
+        """The options this method reads, with the run's values: S, β, λ and the head's layout for a method with
         pseudo-subclasses (S as the source was built), τ and its τ² scaling for one that reads the teacher's logits,
         α for all; then its own settings (`card_values`). A labels-only method records none of S, β, τ. They are
         also the method's part of a run's identity (hf_lelp/training/resume.py)."""
@@ -85,8 +85,7 @@ class Method:
             values["subclass_head"] = args.subclass_head
             values["num_subclasses"] = subclasses.num_subclasses if subclasses is not None else args.num_subclasses
             values["subclass_temperature"] = args.subclass_temperature
-            if getattr(args, "within_class_weight", 1.0) != 1.0:  # recorded when not the paper's loss
-                values["within_class_weight"] = args.within_class_weight
+            values["within_class_weight"] = args.within_class_weight
         if self.uses_teacher:
             values["temperature"] = args.temperature
             values["scale_by_temperature_squared"] = args.scale_by_temperature_squared
