@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
 
     result.update(dataset=dataset, teacher_folder=teacher, command=command, machine=machine_info())
     result["wall_seconds"] = time.time() - start
-    lelp_terms.dump(os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json"), result)
+    write_json_atomic(os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json"), result)
     record_stage(args.results_dir, f"{args.stage}:{dataset}:{teacher}", time.time() - start, command)
 
 

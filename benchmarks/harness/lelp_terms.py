@@ -39,7 +39,12 @@ def prefix_folder(folder: str, rows: int) -> str:
         os.makedirs(os.path.dirname(train), exist_ok=True)
         with open(os.path.join(folder, "data", "train.jsonl"), encoding="utf-8") as handle:
             lines = [next(handle) for _ in range(rows)]
-        write_atomic(train, lambda tmp: open(tmp, "w", encoding="utf-8").writelines(lines))
+
+        def write_lines(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as out:  # closed (flushed) before write_atomic renames it
+                out.writelines(lines)
+
+        write_atomic(train, write_lines)
         for split in ("validation", "test"):
             shutil.copyfile(
                 os.path.join(folder, "data", f"{split}.jsonl"), os.path.join(target, "data", f"{split}.jsonl")
@@ -113,10 +118,6 @@ def summary(rows: list[dict]) -> dict:
         "within_share_of_loss": {"first": share[0], "mean": float(np.mean(share)), "last": share[-1]},
         "within_to_class_grad_ratio": {"first": ratio[0], "mean": float(np.mean(ratio)), "last": ratio[-1]},
     }
-
-
-def dump(path: str, payload: dict) -> None:
-    write_atomic(path, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(payload, indent=2)))
 
 
 def terms_run(folder: str, rows: int, every: int, work: str) -> dict:
