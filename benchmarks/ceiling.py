@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--labelled", type=int, default=250, help="labelled train rows; 0: all of them")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2, help="students trained at once, one thread each")
-    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp", "oracle", "kmeans"])
+    parser.add_argument("--methods", nargs="+", default=["ce", "kd", "lelp", "oracle", "kmeans", "random", "pca"])
     parser.add_argument("--validation", type=int, default=500)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--max_train", type=int, default=0, help="0: every train row not in validation")

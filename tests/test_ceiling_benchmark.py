@@ -89,3 +89,75 @@ def test_the_weight_table_shows_each_lambda_and_the_gap_to_kd(tmp_path):
     (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))
     text = "\n".join(ceiling_report.weight_section(str(tmp_path)))
     assert "| oracle | 1: 80.0, 0.25: 90.0 | 0.25 | 91.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
+
+
+class RecordingRuns:
+    """Runs' interface: every job recorded, each row's validation accuracy from `accuracy(method, hparams)`."""
+
+    def __init__(self, accuracy):
+        self.accuracy, self.jobs = accuracy, []
+
+    def run(self, jobs):
+        self.jobs += jobs
+        return [
+            {"method": m, "hparams": h, "seed": s, "split": split, "accuracy": self.accuracy(m, h), "macro_f1": 0.0}
+            for _, m, h, s, split in jobs
+        ]
+
+
+def test_the_fine_tuned_ceiling_searches_lambda_and_runs_every_subclass_source_at_lelps_setting():
+    from benchmarks.harness import lelp_terms
+
+    lelp = {"learning_rate": 3e-4, "temperature": 4.0, "num_subclasses": 4, "subclass_temperature": 2.0}
+    best = {"lelp": 0.25, "oracle": 0.0625}
+    runs = RecordingRuns(lambda m, h: 0.9 if h.get("within_class_weight", 1.0) == best.get(m) else 0.8)
+    result = lelp_terms.ceiling_rows(runs, "target", lelp, [0, 1, 2])
+    validation = [(m, h) for _, m, h, _, split in runs.jobs if split == "validation"]
+    assert ("lelp", lelp) in validation  # λ = 1 is the sweep's own LELP trial, not a second run of it
+    assert {h.get("within_class_weight", 1.0) for m, h in validation if m == "oracle"} == set(ceiling.WEIGHTS)
+    assert all("num_subclasses" not in h for m, h in validation if m == "oracle")  # its S: the fine labels
+    assert result["chosen"]["lelp"] == {**lelp, "within_class_weight": 0.25}
+    assert result["chosen"]["oracle"]["within_class_weight"] == 0.0625
+    assert all(result["chosen"][m] == lelp for m in ("kmeans", "random", "pca"))
+    tests = [(m, s) for _, m, _, s, split in runs.jobs if split == "test"]
+    assert sorted(tests) == sorted((m, s) for m in ("lelp", "oracle", "kmeans", "random", "pca") for s in (0, 1, 2))
+
+
+def test_the_fine_tuned_track_gives_the_oracle_its_fine_labels(tmp_path, monkeypatch):
+    from benchmarks.harness import lelp_terms
+
+    (tmp_path / "ceiling.json").write_text(json.dumps({"label_names": ["a", "b"], "max_length": 32}))
+    seen = {}
+
+    def fake_distill(data_args, model_args, method, seed, hparams, **settings):
+        seen[method] = data_args
+        return {"test_accuracy": 0.5, "test_macro_f1": 0.5, "train_seconds": 1.0}
+
+    monkeypatch.setattr("benchmarks.harness.student_job.distill_student", fake_distill)
+    for method in ("kd", "oracle"):
+        lelp_terms.sweep_job(str(tmp_path / "fine_tuned_n10"), method, {}, 0, "test")
+    assert seen["oracle"].fine_label_column == "fine_label" and seen["kd"].fine_label_column is None
+
+
+def test_the_fine_tuned_ceiling_table_reads_the_oracles_gap_over_kd():
+    def runs(method, hparams, values):
+        return [{"method": method, "hparams": hparams, "seed": s, "accuracy": a} for s, a in enumerate(values)]
+
+    kd, lelp = {"temperature": 1.0}, {"num_subclasses": 4}
+    oracle = {"within_class_weight": 0.0625}
+    sweep = {
+        "chosen": {"kd": {"method": "kd", "hparams": kd}, "lelp": {"method": "lelp", "hparams": lelp}},
+        "runs": runs("kd", kd, (0.80, 0.80, 0.80)) + runs("lelp", lelp, (0.79, 0.79, 0.79)),
+        "ceiling": {
+            "weights": [1.0, 0.0625],
+            "trials": [{"method": "oracle", "hparams": oracle, "accuracy": 0.9}],
+            "chosen": {"lelp": lelp, "oracle": oracle, "kmeans": lelp},
+            "runs": runs("lelp", lelp, (0.79, 0.79, 0.79))
+            + runs("oracle", oracle, (0.83, 0.83, 0.83))
+            + runs("kmeans", lelp, (0.80, 0.80, 0.80)),
+        },
+    }
+    text = "\n".join(ceiling_report.fine_tuned_ceiling(sweep))
+    assert "| oracle | λ = 0.0625 | 0.0625: 90.0 | 83.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
+    assert "| lelp, λ on validation | S = 4 | – | 79.00 ± 0.00 | -1.00 (±0.00, behind) |" in text
+    assert "the oracle has headroom here and LELP takes -33 % of it" in text

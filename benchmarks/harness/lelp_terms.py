@@ -5,7 +5,9 @@ truncated to 2 layers, the demo's student), from a ceiling folder's teacher and 
             within-class term (all that the pseudo-subclasses add; hf_lelp.methods.losses.lelp_loss_terms), and the
             norm of each term's gradient on the student's body (every weight but the two heads)
     sweep   S, β and τ on validation for this track (seed 0), KD's τ beside it, with labels mixed in (α = 0.5) for
-            KD and LELP; then the best LELP setting and the best KD setting on test over 3 seeds
+            KD and LELP; then the best LELP setting and the best KD setting on test over 3 seeds; then the ceiling
+            on this track (`ceiling_rows`): λ for LELP and the oracle on validation, and the oracle, k-means,
+            random and PCA subclasses at LELP's chosen setting on test
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ def sweep_job(target: str, method: str, hparams: dict, seed: int, split: str) ->
         class_names=_label_names(folder),
         max_length=64,
         eval_split=split,
+        fine_label_column="fine_label" if method == "oracle" else None,
     )
     model_args = ModelArguments(
         teacher=os.path.join(folder, "teacher"),
@@ -224,6 +227,7 @@ def sweep(args) -> dict:
         tests = runs.run(
             [(target, c["method"], c["hparams"], seed, "test") for c in chosen.values() for seed in args.seeds]
         )
+        ceiling = ceiling_rows(runs, target, chosen["lelp"]["hparams"], args.seeds)
     finally:
         runs.close()
     return {
@@ -231,4 +235,25 @@ def sweep(args) -> dict:
         "trials": trials,
         "chosen": chosen,
         "runs": tests,
+        "ceiling": ceiling,
     }
+
+
+ABLATIONS = ("kmeans", "random", "pca")  # take LELP's chosen setting, as in the strong study (not searched)
+
+
+def ceiling_rows(runs, target: str, lelp: dict, seeds: list[int]) -> dict:
+    """The ceiling on the fine-tuned track: λ (`--within_class_weight`) on validation for LELP and the oracle at
+    LELP's chosen setting (the oracle's S is its number of fine labels), then on test over the seeds the oracle and
+    LELP at their λ, and the other subclass sources at LELP's setting with the paper's λ = 1."""
+    from .ceiling import WEIGHTS
+
+    oracle = {k: v for k, v in lelp.items() if k != "num_subclasses"}
+    grid = [(m, {**h, "within_class_weight": w}) for m, h in (("lelp", lelp), ("oracle", oracle)) for w in WEIGHTS]
+    # λ = 1 is the phase-one LELP trial itself: the same run, kept under its own key.
+    grid = [(m, lelp if m == "lelp" and h["within_class_weight"] == 1.0 else h) for m, h in grid]
+    trials = runs.run([(target, m, h, seeds[0], "validation") for m, h in grid])
+    chosen = {m: select([t for t in trials if t["method"] == m])["hparams"] for m in ("lelp", "oracle")}
+    chosen.update({m: lelp for m in ABLATIONS})
+    tests = runs.run([(target, m, h, seed, "test") for m, h in chosen.items() for seed in seeds])
+    return {"weights": list(WEIGHTS), "trials": trials, "chosen": chosen, "runs": tests}
