@@ -95,6 +95,7 @@ benchmark-ceiling: $(BIN)/.installed
 	$(CEILING) --labelled 0
 	$(BIN)/python benchmarks/ceiling.py point --dataset 20newsgroups_4class --labelled 250
 	$(BIN)/python benchmarks/ceiling.py weight --dataset 20newsgroups_binary --labelled 250
+	$(BIN)/python benchmarks/ceiling.py weight --dataset 20newsgroups_binary --labelled 1000
 	$(BIN)/python benchmarks/ceiling.py terms --folder runs/ceiling/20newsgroups_binary/labelled250
 	$(BIN)/python benchmarks/ceiling.py sweep --folder runs/ceiling/20newsgroups_binary/labelled250
 	$(BIN)/python benchmarks/ceiling.py labels
