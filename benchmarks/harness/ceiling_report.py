@@ -272,7 +272,9 @@ def fine_tuned_families(sweep: dict) -> dict[str, dict]:
         n: family(sweep["chosen"][n]["method"], sweep["chosen"][n]["hparams"], sweep["runs"], False)
         for n in ("kd", "lelp")
     }
-    for method, hparams in ceiling["chosen"].items():
+    order = ("lelp", "oracle", "kmeans", "random", "pca")  # the result file's keys are sorted
+    for method in sorted(ceiling["chosen"], key=lambda m: (order.index(m) if m in order else len(order), m)):
+        hparams = ceiling["chosen"][method]
         searched = method in ("lelp", "oracle")
         name = "lelp, λ on validation" if method == "lelp" else method
         families[name] = family(method, hparams, ceiling["runs"], searched)
