@@ -89,6 +89,8 @@ def test_the_weight_table_shows_each_lambda_and_the_gap_to_kd(tmp_path):
     (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))
     text = "\n".join(ceiling_report.weight_section(str(tmp_path)))
     assert "| oracle | 1: 80.0, 0.25: 90.0 | 0.25 | 91.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
+    (line,) = ceiling_report.weighted_oracle_reading(str(tmp_path))[1:]
+    assert line.endswith("oracle − KD is +3.00 (±0.00, ahead) (toy, 250 labelled rows, λ = 0.25).")
 
 
 class RecordingRuns:
