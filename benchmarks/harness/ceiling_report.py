@@ -355,9 +355,15 @@ def labels_section(ceiling_dir: str) -> list[str]:
     return lines
 
 
+def weight_results(ceiling_dir: str) -> list[dict]:
+    """The weight stage's results, by dataset and labelled size (file names sort 1000 before 250)."""
+    found = [r for p in glob.glob(os.path.join(ceiling_dir, "*_weight.json")) if (r := _read(p))]
+    return sorted(found, key=lambda r: (r["dataset"], r["labelled_rows"]))
+
+
 def weighted_oracle_reading(ceiling_dir: str) -> list[str]:
     """The oracle at its own λ (chosen on validation by the weight stage) against KD: the fairer ceiling."""
-    found = [r for p in sorted(glob.glob(os.path.join(ceiling_dir, "*_weight.json"))) if (r := _read(p))]
+    found = weight_results(ceiling_dir)
     parts = []
     for r in found:
         oracle, kd = stats(r, "oracle"), stats({"runs": r["kd_runs"]}, "kd")
@@ -376,7 +382,7 @@ def weighted_oracle_reading(ceiling_dir: str) -> list[str]:
 
 def weight_section(ceiling_dir: str) -> list[str]:
     """λ, the within-class term's weight, chosen on validation for LELP and the oracle at a point."""
-    found = [r for p in sorted(glob.glob(os.path.join(ceiling_dir, "*_weight.json"))) if (r := _read(p))]
+    found = weight_results(ceiling_dir)
     lines = []
     for r in found:
         kd = stats({"runs": r["kd_runs"]}, "kd")
