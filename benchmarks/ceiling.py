@@ -20,6 +20,7 @@ Stages (each resumable: finished runs are kept in a progress file; wall times in
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -35,6 +36,11 @@ from benchmarks.strong_teacher import record_stage  # noqa: E402
 from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
 
 RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,8 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.harness.machine import machine_info
 
     result.update(dataset=dataset, teacher_folder=teacher, command=command, machine=machine_info())
-    result["wall_seconds"] = time.time() - start
-    write_json_atomic(os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json"), result)
+    path = os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json")
+    # The sweep resumes run by run: its time is every invocation's (the terms stage always runs whole).
+    earlier = read_json(path).get("wall_seconds", 0.0) if args.stage == "sweep" and os.path.isfile(path) else 0.0
+    result["wall_seconds"] = earlier + time.time() - start
+    write_json_atomic(path, result)
     record_stage(args.results_dir, f"{args.stage}:{dataset}:{teacher}", time.time() - start, command)
 
 

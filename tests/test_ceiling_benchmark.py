@@ -163,3 +163,18 @@ def test_the_fine_tuned_ceiling_table_reads_the_oracles_gap_over_kd():
     assert "| oracle | λ = 0.0625 | 0.0625: 90.0 | 83.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
     assert "| lelp, λ on validation | S = 4 | – | 79.00 ± 0.00 | -1.00 (±0.00, behind) |" in text
     assert "the oracle has headroom here and LELP takes -33 % of it" in text
+
+
+def test_a_resumed_sweep_keeps_the_time_of_every_invocation(tmp_path, monkeypatch):
+    import benchmarks.ceiling as stage
+    from benchmarks.harness import lelp_terms
+
+    monkeypatch.setattr(lelp_terms, "sweep", lambda args: {})
+    argv = ["sweep", "--folder", str(tmp_path / "toy" / "labelled250"), "--results_dir", str(tmp_path / "results")]
+    ticks = iter(range(10**6))  # every clock reading one second later: both invocations take as long
+    monkeypatch.setattr(stage.time, "time", lambda: float(next(ticks)))
+    path = str(tmp_path / "results" / "lelp_vs_kd_toy_sweep.json")
+    stage.main(argv)
+    first = stage.read_json(path)["wall_seconds"]
+    stage.main(argv)
+    assert first > 0 and stage.read_json(path)["wall_seconds"] == 2 * first
