@@ -249,9 +249,9 @@ def ceiling_rows(runs, target: str, lelp: dict, seeds: list[int]) -> dict:
     from .ceiling import WEIGHTS
 
     oracle = {k: v for k, v in lelp.items() if k != "num_subclasses"}
-    grid = [(m, {**h, "within_class_weight": w}) for m, h in (("lelp", lelp), ("oracle", oracle)) for w in WEIGHTS]
-    # λ = 1 is the phase-one LELP trial itself: the same run, kept under its own key.
-    grid = [(m, lelp if m == "lelp" and h["within_class_weight"] == 1.0 else h) for m, h in grid]
+    # LELP at λ = 1 is the search's own trial (its key has no λ), so it is not trained again.
+    grid = [("lelp", {**lelp, "within_class_weight": w} if w != 1.0 else lelp) for w in WEIGHTS]
+    grid += [("oracle", {**oracle, "within_class_weight": w}) for w in WEIGHTS]
     trials = runs.run([(target, m, h, seeds[0], "validation") for m, h in grid])
     chosen = {m: select([t for t in trials if t["method"] == m])["hparams"] for m in ("lelp", "oracle")}
     chosen.update({m: lelp for m in ABLATIONS})
