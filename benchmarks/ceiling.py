@@ -20,7 +20,6 @@ Stages (each resumable: finished runs are kept in a progress file; wall times in
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -33,14 +32,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: benchmarks.harness
 
 from benchmarks.strong_teacher import record_stage  # noqa: E402
-from hf_lelp.base.io_utils import write_json_atomic  # noqa: E402
+from hf_lelp.base.io_utils import read_json, write_json_atomic  # noqa: E402
 
 RESULTS_DIR = os.path.join("benchmarks", "results", "ceiling")
-
-
-def read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

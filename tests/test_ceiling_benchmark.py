@@ -168,6 +168,7 @@ def test_the_fine_tuned_ceiling_table_reads_the_oracles_gap_over_kd():
 def test_a_resumed_sweep_keeps_the_time_of_every_invocation(tmp_path, monkeypatch):
     import benchmarks.ceiling as stage
     from benchmarks.harness import lelp_terms
+    from hf_lelp.base.io_utils import read_json
 
     monkeypatch.setattr(lelp_terms, "sweep", lambda args: {})
     argv = ["sweep", "--folder", str(tmp_path / "toy" / "labelled250"), "--results_dir", str(tmp_path / "results")]
@@ -175,6 +176,6 @@ def test_a_resumed_sweep_keeps_the_time_of_every_invocation(tmp_path, monkeypatc
     monkeypatch.setattr(stage.time, "time", lambda: float(next(ticks)))
     path = str(tmp_path / "results" / "lelp_vs_kd_toy_sweep.json")
     stage.main(argv)
-    first = stage.read_json(path)["wall_seconds"]
+    first = read_json(path)["wall_seconds"]
     stage.main(argv)
-    assert first > 0 and stage.read_json(path)["wall_seconds"] == 2 * first
+    assert first > 0 and read_json(path)["wall_seconds"] == 2 * first

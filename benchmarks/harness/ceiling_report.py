@@ -35,13 +35,17 @@ def stats(result: dict, method: str) -> tuple[float, float, int] | None:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
 
 
-def gap(result: dict, a: str, b: str) -> dict | None:
-    """a − b in points, its noise (the two stds combined) and whether it is beyond that noise."""
-    sa, sb = stats(result, a), stats(result, b)
+def gap_between(sa, sb) -> dict | None:
+    """a − b in points from two stats, its noise (the two stds combined) and whether it is beyond that noise."""
     if not sa or not sb:
         return None
     difference, noise = sa[0] - sb[0], float(np.hypot(sa[1], sb[1]))
     return {"points": difference, "noise": noise, "beyond_noise": abs(difference) > noise}
+
+
+def gap(result: dict, a: str, b: str) -> dict | None:
+    """a − b of two methods' test runs in one result (see gap_between)."""
+    return gap_between(stats(result, a), stats(result, b))
 
 
 def share(result: dict) -> float | None:
@@ -366,10 +370,8 @@ def weighted_oracle_reading(ceiling_dir: str) -> list[str]:
     found = weight_results(ceiling_dir)
     parts = []
     for r in found:
-        oracle, kd = stats(r, "oracle"), stats({"runs": r["kd_runs"]}, "kd")
-        if oracle and kd:
-            g = {"points": oracle[0] - kd[0], "noise": float(np.hypot(oracle[1], kd[1]))}
-            g["beyond_noise"] = abs(g["points"]) > g["noise"]
+        g = gap_between(stats(r, "oracle"), stats({"runs": r["kd_runs"]}, "kd"))
+        if g:
             lambda_ = r["chosen"]["oracle"]["within_class_weight"]
             parts.append(f"{_gap_cell(g)} ({r['dataset']}, {r['labelled_rows']:,} labelled rows, λ = {lambda_:g})")
     if not parts:
@@ -400,10 +402,7 @@ def weight_section(ceiling_dir: str) -> list[str]:
             trials = [t for t in r["selection"]["trials"] if t["method"] == method]
             per = ", ".join(f"{t['hparams']['within_class_weight']:g}: {100 * t['accuracy']:.1f}" for t in trials)
             s = stats(r, method)
-            g = None
-            if s and kd:
-                g = {"points": s[0] - kd[0], "noise": float(np.hypot(s[1], kd[1]))}
-                g["beyond_noise"] = abs(g["points"]) > g["noise"]
+            g = gap_between(s, kd)
             lines.append(f"| {method} | {per} | {hparams['within_class_weight']:g} | {_cell(s)} | {_gap_cell(g)} |")
         lines += ["", f"Command: `{r['command']}` ({r['wall_seconds'] / 60:.0f} min).", ""]
     return lines
