@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.harness.machine import machine_info
 
     result.update(dataset=dataset, teacher_folder=teacher, command=command, machine=machine_info())
-    path = os.path.join(args.results_dir, f"lelp_vs_kd_{dataset}_{args.stage}.json")
+    path = f"{lelp_terms.stem_for(args.results_dir, args.folder)}_{args.stage}.json"
     # The sweep resumes run by run: its time is every invocation's (the terms stage always runs whole).
     earlier = read_json(path).get("wall_seconds", 0.0) if args.stage == "sweep" and os.path.isfile(path) else 0.0
     result["wall_seconds"] = earlier + time.time() - start

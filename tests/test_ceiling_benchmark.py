@@ -174,8 +174,45 @@ def test_a_resumed_sweep_keeps_the_time_of_every_invocation(tmp_path, monkeypatc
     argv = ["sweep", "--folder", str(tmp_path / "toy" / "labelled250"), "--results_dir", str(tmp_path / "results")]
     ticks = iter(range(10**6))  # every clock reading one second later: both invocations take as long
     monkeypatch.setattr(stage.time, "time", lambda: float(next(ticks)))
-    path = str(tmp_path / "results" / "lelp_vs_kd_toy_sweep.json")
+    path = str(tmp_path / "results" / "lelp_vs_kd_toy_labelled250_sweep.json")
     stage.main(argv)
     first = read_json(path)["wall_seconds"]
     stage.main(argv)
     assert first > 0 and read_json(path)["wall_seconds"] == 2 * first
+
+
+def test_sweeps_of_two_folders_never_share_runs(tmp_path, monkeypatch):
+    """A run's key names no folder, so each teacher folder's sweep needs its own progress file (a 4-class sweep once
+    would have reused the binary one's runs)."""
+    from types import SimpleNamespace
+
+    from benchmarks.harness import lelp_terms
+
+    paths = []
+
+    class Stop(Exception):
+        pass
+
+    class PathOnlyRuns:
+        def __init__(self, path, workers, job):
+            paths.append(path)
+
+        def run(self, jobs):
+            raise Stop
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(lelp_terms, "Runs", PathOnlyRuns)
+    for dataset in ("binary", "four"):
+        folder = tmp_path / "ceiling" / dataset / "labelled250"
+        (folder / "data").mkdir(parents=True)
+        for split in ("train", "validation", "test"):
+            (folder / "data" / f"{split}.jsonl").write_text('{"text": "a", "label": 0}\n' * 3)
+        args = SimpleNamespace(folder=str(folder), rows=2, workers=1, seeds=[0], results_dir=str(tmp_path / "r"))
+        with pytest.raises(Stop):
+            lelp_terms.sweep(args)
+    assert paths == [
+        str(tmp_path / "r" / "lelp_vs_kd_binary_labelled250_n2_sweep.progress.json"),
+        str(tmp_path / "r" / "lelp_vs_kd_four_labelled250_n2_sweep.progress.json"),
+    ]

@@ -33,6 +33,14 @@ BASE = {"learning_rate": 3e-4, "temperature": 4.0}  # the strong study's validat
 DEMO_LELP = {"num_subclasses": 4, "subclass_temperature": 1.0}  # the demo's S and β
 
 
+def stem_for(results_dir: str, folder: str) -> str:
+    """`lelp_vs_kd_<dataset>_<labelled folder>` under results_dir: one per teacher folder, because a run's key names
+    no folder, so two folders sharing a progress file would reuse each other's runs."""
+    folder = os.path.normpath(folder)
+    dataset, teacher = os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
+    return os.path.join(results_dir, f"lelp_vs_kd_{dataset}_{teacher}")
+
+
 def prefix_folder(folder: str, rows: int) -> str:
     """A transfer set of the first `rows` train rows of a ceiling folder (its own cache, built by the first job)."""
     target = os.path.join(folder, f"fine_tuned_n{rows}")
@@ -206,7 +214,7 @@ def sweep(args) -> dict:
     target = prefix_folder(args.folder, args.rows)
     grid = sweep_grid()
     runs = Runs(
-        os.path.join(args.results_dir, f"lelp_vs_kd_{os.path.basename(target)}.progress.json"),
+        f"{stem_for(args.results_dir, args.folder)}_n{args.rows}_sweep.progress.json",
         args.workers,
         job=sweep_job,
     )
