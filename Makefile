@@ -98,6 +98,8 @@ benchmark-ceiling: $(BIN)/.installed
 	$(BIN)/python benchmarks/ceiling.py weight --dataset 20newsgroups_binary --labelled 1000
 	$(BIN)/python benchmarks/ceiling.py terms --folder runs/ceiling/20newsgroups_binary/labelled250
 	$(BIN)/python benchmarks/ceiling.py sweep --folder runs/ceiling/20newsgroups_binary/labelled250
+	$(BIN)/python benchmarks/ceiling.py weight --dataset 20newsgroups_4class --labelled 250
+	$(BIN)/python benchmarks/ceiling.py sweep --folder runs/ceiling/20newsgroups_4class/labelled250
 	$(BIN)/python benchmarks/ceiling.py labels
 	$(BIN)/python benchmarks/ceiling.py report
 

@@ -216,3 +216,30 @@ def test_sweeps_of_two_folders_never_share_runs(tmp_path, monkeypatch):
         str(tmp_path / "r" / "lelp_vs_kd_binary_labelled250_n2_sweep.progress.json"),
         str(tmp_path / "r" / "lelp_vs_kd_four_labelled250_n2_sweep.progress.json"),
     ]
+
+
+def test_every_committed_ceiling_result_is_a_line_of_its_make_target():
+    """The acceptance: one make target reproduces every row (a result that no line makes is unreproducible)."""
+    import glob
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "Makefile"), encoding="utf-8") as handle:
+        makefile = handle.read()
+    variables = dict(re.findall(r"^(\w+) := (.+)$", makefile.replace("$(BIN)/python", "python"), flags=re.M))
+    target = re.search(r"^benchmark-ceiling:.*\n((?:\t.+\n)+)", makefile, flags=re.M).group(1)
+    lines = [
+        re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), line.strip())
+        for line in target.replace("$(BIN)/python", "python").splitlines()
+    ]
+    results = [
+        p
+        for p in glob.glob(os.path.join(root, "benchmarks", "results", "ceiling", "*.json"))
+        if not p.endswith((".progress.json", "stages.json"))
+    ]
+    assert results
+    for path in results:
+        with open(path, encoding="utf-8") as handle:
+            assert json.load(handle)["command"] in lines, path
+    assert lines[-1] == "python benchmarks/ceiling.py report"
