@@ -89,8 +89,20 @@ def test_the_weight_table_shows_each_lambda_and_the_gap_to_kd(tmp_path):
     (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))
     text = "\n".join(ceiling_report.weight_section(str(tmp_path)))
     assert "| oracle | 1: 80.0, 0.25: 90.0 | 0.25 | 91.00 ± 0.00 | +3.00 (±0.00, ahead) |" in text
-    (line,) = ceiling_report.weighted_oracle_reading(str(tmp_path))[1:]
-    assert line.endswith("oracle − KD is +3.00 (±0.00, ahead) (toy, 250 labelled rows, λ = 0.25).")
+    line = ceiling_report.weighted_oracle_reading(str(tmp_path))[-1]
+    assert line.endswith(
+        "(oracle 0.25): oracle − KD +3.00 (±0.00, ahead), LELP − KD –; the oracle has headroom here; LELP has no "
+        "runs beside it."
+    )
+    payload["chosen"]["lelp"] = {"within_class_weight": 1.0}
+    payload["runs"] += [run("lelp", a, 1.0, seed=s) for s, a in enumerate((0.895, 0.895, 0.895))]
+    (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))
+    line = ceiling_report.weighted_oracle_reading(str(tmp_path))[-1]
+    assert line == (
+        "- toy, 250 labelled rows, each at its own λ chosen on validation (oracle 0.25, lelp 1): oracle − KD +3.00 "
+        "(±0.00, ahead), LELP − KD +1.50 (±0.00, ahead); the oracle has headroom here and LELP takes 50 % of it; LELP "
+        "gains ≥ 1 point beyond noise."
+    )
 
 
 class RecordingRuns:

@@ -312,13 +312,21 @@ def fine_tuned_ceiling(sweep: dict) -> list[str]:
         lines.append(f"| {name} | {setting} | {per or '–'} | {_cell(stats(as_result, name))} | {_gap_cell(g)} |")
     oracle, lelp = gap(as_result, "oracle", "kd"), gap(as_result, "lelp, λ on validation", "kd")
     reading = f"Reading (computed): oracle − KD {_gap_cell(oracle)}, LELP (λ on validation) − KD {_gap_cell(lelp)}; "
-    if oracle and lelp and oracle["beyond_noise"] and oracle["points"] >= HEADROOM:
-        reading += (
-            f"the oracle has headroom here and LELP takes {100 * lelp['points'] / oracle['points']:.0f} % of it."
-        )
-    else:
-        reading += f"no oracle headroom here (below {HEADROOM:g} point beyond noise): LELP's share is not measurable."
-    return lines + ["", reading]
+    return lines + ["", reading + verdict(oracle, lelp) + "."]
+
+
+def verdict(oracle: dict | None, lelp: dict | None) -> str:
+    """Whether the oracle's gain over KD is headroom (≥ HEADROOM points beyond noise) and, there, LELP's share."""
+    if not (oracle and oracle["beyond_noise"] and oracle["points"] >= HEADROOM):
+        return f"no oracle headroom here (below {HEADROOM:g} point beyond noise): LELP's share is not measurable"
+    if not lelp:
+        return "the oracle has headroom here; LELP has no runs beside it"
+    gained = lelp["beyond_noise"] and lelp["points"] >= HEADROOM
+    return (
+        f"the oracle has headroom here and LELP takes {100 * lelp['points'] / oracle['points']:.0f} % of it; LELP "
+        + ("gains" if gained else "does not gain")
+        + f" ≥ {HEADROOM:g} point beyond noise"
+    )
 
 
 def labels_section(ceiling_dir: str) -> list[str]:
@@ -367,19 +375,20 @@ def weight_results(ceiling_dir: str) -> list[dict]:
 
 def weighted_oracle_reading(ceiling_dir: str) -> list[str]:
     """The oracle at its own λ (chosen on validation by the weight stage) against KD: the fairer ceiling."""
-    found = weight_results(ceiling_dir)
-    parts = []
-    for r in found:
-        g = gap_between(stats(r, "oracle"), stats({"runs": r["kd_runs"]}, "kd"))
-        if g:
-            lambda_ = r["chosen"]["oracle"]["within_class_weight"]
-            parts.append(f"{_gap_cell(g)} ({r['dataset']}, {r['labelled_rows']:,} labelled rows, λ = {lambda_:g})")
-    if not parts:
+    lines = []
+    for r in weight_results(ceiling_dir):
+        kd = stats({"runs": r["kd_runs"]}, "kd")
+        oracle, lelp = gap_between(stats(r, "oracle"), kd), gap_between(stats(r, "lelp"), kd)
+        if oracle:
+            weights = {m: r["chosen"][m]["within_class_weight"] for m in ("oracle", "lelp") if m in r["chosen"]}
+            lines.append(
+                f"- {r['dataset']}, {r['labelled_rows']:,} labelled rows, each at its own λ chosen on validation "
+                f"({', '.join(f'{m} {w:g}' for m, w in weights.items())}): oracle − KD {_gap_cell(oracle)}, "
+                f"LELP − KD {_gap_cell(lelp)}; {verdict(oracle, lelp)}."
+            )
+    if not lines:
         return []
-    return [
-        "",
-        "With its own λ chosen on validation (the weight stage below), oracle − KD is " + "; ".join(parts) + ".",
-    ]
+    return ["", "The fairer ceiling, λ (the weight stage below) tuned for the oracle and for LELP:", "", *lines]
 
 
 def weight_section(ceiling_dir: str) -> list[str]:
