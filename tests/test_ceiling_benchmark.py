@@ -94,6 +94,8 @@ def test_the_weight_table_shows_each_lambda_and_the_gap_to_kd(tmp_path):
         "(oracle 0.25): oracle − KD +3.00 (±0.00, ahead), LELP − KD –; the oracle has headroom here; LELP has no "
         "runs beside it."
     )
+    (g,) = ceiling_report.tuned_oracle_gaps(ceiling_report.weight_results(str(tmp_path))).items()
+    assert g[0] == ("toy", 250) and g[1]["points"] == pytest.approx(3.0)
     payload["chosen"]["lelp"] = {"within_class_weight": 1.0}
     payload["runs"] += [run("lelp", a, 1.0, seed=s) for s, a in enumerate((0.895, 0.895, 0.895))]
     (tmp_path / "toy_scratch_labelled250_weight.json").write_text(json.dumps(payload))

@@ -88,10 +88,22 @@ def table(results: list[dict]) -> list[str]:
     return lines
 
 
-def plot(results: list[dict], path: str) -> bool:
-    """Oracle − KD and LELP − KD against the labelled size, one panel per dataset."""
+def tuned_oracle_gaps(weighted: list[dict]) -> dict[tuple[str, int], dict]:
+    """Oracle (at its own λ, the weight stage's) − KD per (dataset, labelled rows)."""
+    gaps = {}
+    for r in weighted:
+        g = gap_between(stats(r, "oracle"), stats({"runs": r["kd_runs"]}, "kd"))
+        if g:
+            gaps[(r["dataset"], r["labelled_rows"])] = g
+    return gaps
+
+
+def plot(results: list[dict], path: str, weighted: list[dict] | None = None) -> bool:
+    """Oracle − KD (at λ = 1 and, where the weight stage ran, at its own λ) and LELP − KD against the labelled
+    size, one panel per dataset."""
     if not results:
         return False
+    tuned = tuned_oracle_gaps(weighted or [])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,8 +125,20 @@ def plot(results: list[dict], path: str) -> bool:
                     marker="o",
                     capsize=3,
                     color=colour,
-                    label=f"{method} − KD",
+                    label=f"{method} (λ = 1) − KD" if method == "oracle" else f"{method} − KD",
                 )
+        kept = [(s, tuned[(dataset, s)]) for s in sizes if (dataset, s) in tuned]
+        if kept:
+            axis.errorbar(
+                [s for s, _ in kept],
+                [g["points"] for _, g in kept],
+                yerr=[g["noise"] for _, g in kept],
+                marker="s",
+                linestyle="--",
+                capsize=3,
+                color="tab:olive",
+                label="oracle at its own λ − KD",
+            )
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("labelled rows (transfer set: every train row)")
@@ -175,7 +199,7 @@ def section(ceiling_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
         "",
     ]
     path = os.path.join(plots_dir, "ceiling_gaps.png")
-    if plot(results, path):
+    if plot(results, path, weight_results(ceiling_dir)):
         lines += [f"![oracle − KD and LELP − KD against the labelled size]({relative_plots}/ceiling_gaps.png)", ""]
     lines += ["Reading (computed from the table):", "", *reading(results), *weighted_oracle_reading(ceiling_dir), ""]
     lines += ["Hyperparameters chosen on validation:", ""]
