@@ -257,3 +257,9 @@ def test_every_committed_ceiling_result_is_a_line_of_its_make_target():
         with open(path, encoding="utf-8") as handle:
             assert json.load(handle)["command"] in lines, path
     assert lines[-1] == "python benchmarks/ceiling.py report"
+
+
+def test_the_oracle_chosen_settings_show_no_s_it_ignores():
+    text = ceiling_report._chosen("oracle", {"learning_rate": 0.001, "num_subclasses": 4})
+    assert text == '{"learning_rate": 0.001} (S: its fine labels)'
+    assert ceiling_report._chosen("lelp", {"num_subclasses": 4}) == '{"num_subclasses": 4}'

@@ -205,12 +205,21 @@ def section(ceiling_dir: str, plots_dir: str, relative_plots: str) -> list[str]:
     lines += ["Hyperparameters chosen on validation:", ""]
     lines += [
         f"- {r['dataset']}, {_size(r)} labelled: "
-        + "; ".join(f"`{m}` {json.dumps(h, sort_keys=True)}" for m, h in r["chosen"].items())
+        + "; ".join(f"`{m}` {_chosen(m, h)}" for m, h in r["chosen"].items())
         for r in results
     ]
     lines += ["", "Commands (in run order; each resumes where it stopped):", ""]
     lines += [f"- `{r['command']}` ({r['wall_seconds'] / 60:.0f} min)" for r in results]
     return lines + [""] + weight_section(ceiling_dir) + fine_tuned_section(ceiling_dir) + labels_section(ceiling_dir)
+
+
+def _chosen(method: str, hparams: dict) -> str:
+    """A method's chosen settings; the oracle's S is its number of fine labels (the point stage hands it LELP's S,
+    which the oracle source ignores: `chooses_num_subclasses` is False)."""
+    if method != "oracle":
+        return json.dumps(hparams, sort_keys=True)
+    kept = {k: v for k, v in hparams.items() if k != "num_subclasses"}
+    return json.dumps(kept, sort_keys=True) + " (S: its fine labels)"
 
 
 def _read(path: str) -> dict | None:
