@@ -263,3 +263,9 @@ def test_the_oracle_chosen_settings_show_no_s_it_ignores():
     text = ceiling_report._chosen("oracle", {"learning_rate": 0.001, "num_subclasses": 4})
     assert text == '{"learning_rate": 0.001} (S: its fine labels)'
     assert ceiling_report._chosen("lelp", {"num_subclasses": 4}) == '{"num_subclasses": 4}'
+
+
+def test_a_point_on_every_row_records_the_rows_its_teacher_learnt_from():
+    choice = {"test_accuracy": 0.97, "test_macro_f1": 0.96, "train_examples": 10**9}
+    facts = ceiling.teacher_facts(choice, 10208)
+    assert facts["choice"]["train_examples"] == 10208 and facts["accuracy"] == 0.97

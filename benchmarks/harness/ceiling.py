@@ -135,6 +135,17 @@ def choose(runs: Runs, folder: str, methods: list[str], seed: int, smoke: bool) 
     return chosen, trials
 
 
+def teacher_facts(choice: dict, labelled_rows: int) -> dict:
+    """The teacher's part of a point's result. The choice records the row limit it was given (10**9 for "all"), so
+    the rows it learnt from are the point's labelled rows."""
+    return {
+        "model": f"{TEACHER} fine-tuned on the labelled rows",
+        "accuracy": choice["test_accuracy"],
+        "macro_f1": choice["test_macro_f1"],
+        "choice": {**choice, "train_examples": labelled_rows},
+    }
+
+
 def ceiling_point(dataset: str, labelled: int, args, command: str) -> dict:
     """Every method × seed on test at one labelled size (after its validation search); written as JSON."""
     facts = prepare(dataset, labelled, args)
@@ -157,12 +168,7 @@ def ceiling_point(dataset: str, labelled: int, args, command: str) -> dict:
         "labelled_rows": facts["labelled_rows"],
         "transfer_rows": facts["transfer_rows"],
         "num_classes": len(facts["label_names"]),
-        "teacher": {
-            "model": f"{TEACHER} fine-tuned on the labelled rows",
-            "accuracy": facts["teacher_choice"]["test_accuracy"],
-            "macro_f1": facts["teacher_choice"]["test_macro_f1"],
-            "choice": facts["teacher_choice"],
-        },
+        "teacher": teacher_facts(facts["teacher_choice"], facts["labelled_rows"]),
         "student": {"student_config": STUDENT_CONFIG, "trained": "from scratch"},
         "fixed": FIXED,
         "search": {"grids": GRID, "subclass_grid": SUBCLASS_GRID, "seed": args.seeds[0], "mode": args.search},
