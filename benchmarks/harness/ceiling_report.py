@@ -98,6 +98,20 @@ def tuned_oracle_gaps(weighted: list[dict]) -> dict[tuple[str, int], dict]:
     return gaps
 
 
+def _gap_series(axis, kept: list[tuple[int, dict]], label: str, colour: str, **style) -> None:
+    """One line of gaps (points ± noise) against the labelled size; nothing when no point has one."""
+    if kept:
+        axis.errorbar(
+            [s for s, _ in kept],
+            [g["points"] for _, g in kept],
+            yerr=[g["noise"] for _, g in kept],
+            capsize=3,
+            color=colour,
+            label=label,
+            **{"marker": "o", **style},
+        )
+
+
 def plot(results: list[dict], path: str, weighted: list[dict] | None = None) -> bool:
     """Oracle − KD (at λ = 1 and, where the weight stage ran, at its own λ) and LELP − KD against the labelled
     size, one panel per dataset."""
@@ -115,30 +129,10 @@ def plot(results: list[dict], path: str, weighted: list[dict] | None = None) -> 
         rows = [r for r in results if r["dataset"] == dataset]
         sizes = [r["labelled_rows"] for r in rows]
         for method, colour in (("oracle", "tab:green"), ("lelp", "tab:red"), ("kmeans", "tab:purple")):
-            gaps = [gap(r, method, "kd") for r in rows]
-            kept = [(s, g) for s, g in zip(sizes, gaps) if g]
-            if kept:
-                axis.errorbar(
-                    [s for s, _ in kept],
-                    [g["points"] for _, g in kept],
-                    yerr=[g["noise"] for _, g in kept],
-                    marker="o",
-                    capsize=3,
-                    color=colour,
-                    label=f"{method} (λ = 1) − KD" if method == "oracle" else f"{method} − KD",
-                )
+            label = f"{method} (λ = 1) − KD" if method == "oracle" else f"{method} − KD"
+            _gap_series(axis, [(s, g) for s, r in zip(sizes, rows) if (g := gap(r, method, "kd"))], label, colour)
         kept = [(s, tuned[(dataset, s)]) for s in sizes if (dataset, s) in tuned]
-        if kept:
-            axis.errorbar(
-                [s for s, _ in kept],
-                [g["points"] for _, g in kept],
-                yerr=[g["noise"] for _, g in kept],
-                marker="s",
-                linestyle="--",
-                capsize=3,
-                color="tab:olive",
-                label="oracle at its own λ − KD",
-            )
+        _gap_series(axis, kept, "oracle at its own λ − KD", "tab:olive", marker="s", linestyle="--")
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("labelled rows (transfer set: every train row)")
